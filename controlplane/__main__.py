@@ -1,0 +1,4 @@
+"""`python -m controlplane` is the `controlplane` command."""
+from .cli import main
+
+main()

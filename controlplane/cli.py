@@ -1,0 +1,114 @@
+"""The `controlplane` command: Flask's CLI plus platform commands (worker, demo, proxy, policy)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+
+def _create_app():
+    from . import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app)
+def main() -> None:
+    """COMGOV hosting control plane."""
+
+
+@click.group("demo")
+def demo_cli() -> None:
+    """Demo data."""
+
+
+@demo_cli.command("load")
+@with_appcontext
+def demo_load() -> None:
+    """Load three institutions and their people; print the logins the first time only."""
+    from . import demo
+    from .auth import directory_config
+
+    logins = demo.load(directory_config(), Path(current_app.instance_path))
+    if logins is None:
+        click.echo("Demo data already loaded; the logins were printed at first start "
+                   f"(also in {Path(current_app.instance_path) / 'demo-logins.txt'}, mode 0600).")
+        return
+    click.echo("Demo logins (shown once; also saved in instance/demo-logins.txt, mode 0600):")
+    for uid, role, password in logins:
+        click.echo(f"  {uid:<18} {password:<14} {role}")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@with_appcontext
+def worker(burst: bool) -> None:
+    """Run an RQ worker for the provisioning queue."""
+    from rq import Worker
+
+    from . import jobs, tasks
+    from .extensions import db
+
+    app = current_app._get_current_object()
+    jobs.set_app(app)
+    engine = db.engine
+    # Each job runs in a fork: it must not reuse the parent's database connections.
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    w = Worker([app.config["RQ_QUEUE"]], connection=tasks.redis_connection())
+    w.work(burst=burst, logging_level=app.config.get("LOG_LEVEL", "INFO"))
+
+
+@click.group("proxy")
+def proxy_cli() -> None:
+    """The front proxy."""
+
+
+@proxy_cli.command("ensure")
+@with_appcontext
+def proxy_ensure() -> None:
+    """Create or repair the front proxy container."""
+    from . import jobs
+
+    jobs.ensure_proxy()
+    click.echo(f"proxy: {current_app.config['PROXY_BIND']}:{current_app.config['PROXY_PORT']}")
+
+
+@click.group("policy")
+def policy_cli() -> None:
+    """Policy files."""
+
+
+@policy_cli.command("check")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None)
+def policy_check(directory: str | None) -> None:
+    """Validate the policy files; the error names the file and the field."""
+    import policies
+
+    try:
+        loaded = policies.load(directory)
+    except policies.PolicyError as exc:
+        click.echo(f"policy error: {exc}", err=True)
+        sys.exit(1)
+    for kind, sizes in loaded.sizes.items():
+        click.echo(f"{kind}: sizes {', '.join(sizes)}")
+    click.echo("policies OK")
+
+
+def init_app(app) -> None:
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(worker)
+    app.cli.add_command(proxy_cli)
+
+
+# Commands that must work even when the app cannot be built (bad policy file, no instance yet).
+main.add_command(policy_cli)
+try:
+    from .platform import platform_cli
+
+    main.add_command(platform_cli)
+except ImportError:  # pragma: no cover - while the platform runner is absent
+    pass

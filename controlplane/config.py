@@ -1,0 +1,54 @@
+"""Default settings; overridden by instance/settings.py and CONTROLPLANE_* environment variables."""
+from __future__ import annotations
+
+import os
+
+
+class Config:
+    SECRET_KEY = None  # set from instance/secret_key by create_app when absent
+    SQLALCHEMY_DATABASE_URI = None  # default: sqlite file under the instance folder
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+    RQ_QUEUE = "controlplane"
+
+    # Directory (OpenLDAP)
+    LDAP_URL = "ldap://127.0.0.1:3890"
+    LDAP_BASE_DN = "dc=gov,dc=bi"
+    LDAP_ADMIN_DN = "cn=admin,dc=gov,dc=bi"
+    LDAP_ADMIN_PASSWORD = None
+    LDAP_TIMEOUT = 5
+
+    # Docker
+    DOCKER_PREFIX = "comgov"  # every container/volume/network name starts with it
+    DOCKER_EXTRA_LABELS: dict[str, str] = {}
+    BASE_IMAGE = "comgov/base:bookworm"
+    SITE_IMAGE = "comgov/nginx:bookworm"
+    PROXY_BIND = "127.0.0.1"
+    PROXY_PORT = 8880
+    PUBLIC_URL_SCHEME = "http"
+
+    # Uploads
+    MAX_CONTENT_LENGTH = 64 * 1024 * 1024  # whole HTTP request
+    UPLOAD_MAX_BYTES = 50 * 1024 * 1024  # one site archive, compressed
+
+    # Security
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_LOGIN = "10 per minute"
+    RATELIMIT_HEADERS_ENABLED = False
+
+    # Languages
+    BABEL_DEFAULT_LOCALE = "fr"
+    LANGUAGES = {"fr": "Français", "en": "English"}
+
+    # Policies folder (YAML); default: the policies/ package
+    POLICIES_DIR = None
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.lower() in {"1", "true", "yes", "on"}

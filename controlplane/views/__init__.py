@@ -1,0 +1,58 @@
+"""Blueprints per audience: portal (focal points), ops (operators), audit (auditors), services."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, url_for
+from flask_login import current_user, login_required
+
+from ..extensions import db
+
+bp = Blueprint("views", __name__)
+
+
+def scoped_get(model, obj_id: int):
+    """Fetch a row the current user may see; another institution's rows do not exist for them."""
+    obj = db.session.get(model, obj_id)
+    if obj is None:
+        abort(404)
+    if current_user.is_focal_point and obj.institution_id != current_user.institution_id:
+        abort(404)
+    return obj
+
+
+@bp.route("/")
+@login_required
+def home():
+    """Send each role to its own start page."""
+    target = {"focal_point": "portal.index", "operator": "ops.queue", "auditor": "audit.events"}
+    return redirect(url_for(target[current_user.role]))
+
+
+@bp.route("/healthz")
+def healthz():
+    """Liveness for load balancers: the app answers, nothing else is checked."""
+    return {"status": "ok"}
+
+
+def init_app(app) -> None:
+    from . import audit, ops, portal, services
+
+    app.register_blueprint(bp)
+    app.register_blueprint(portal.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(audit.bp)
+    app.register_blueprint(services.bp)
+
+    @app.context_processor
+    def inject_helpers():
+        from flask import current_app
+
+        return {"languages": current_app.config["LANGUAGES"],
+                "site_url": lambda svc: site_url(current_app, svc)}
+
+
+def site_url(app, svc) -> str:
+    port = int(app.config["PROXY_PORT"])
+    scheme = app.config["PUBLIC_URL_SCHEME"]
+    default = 443 if scheme == "https" else 80
+    suffix = "" if port == default else f":{port}"
+    return f"{scheme}://{svc.hostname}{suffix}/"

@@ -43,14 +43,18 @@ def load_user(user_id: str) -> Account | None:
 
 
 def role_required(*roles: str):
-    """Route decorator: signed in, and one of `roles`; anyone else gets 403."""
+    """Route decorator: signed in, and one of `roles`.
+
+    Focal points get 404 for what is not theirs (nothing about other routes or institutions
+    leaks); operators and auditors get 403, which tells them their role is the reason.
+    """
 
     def decorator(view):
         @functools.wraps(view)
         @login_required
         def wrapped(*args, **kwargs):
             if current_user.role not in roles:
-                abort(403)
+                abort(404 if current_user.is_focal_point else 403)
             return view(*args, **kwargs)
 
         return wrapped

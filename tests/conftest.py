@@ -87,3 +87,158 @@ def ldap_config(session_dir):
 @pytest.fixture(scope="session")
 def proxy_port():
     return devstack.free_port()
+
+
+# --------------------------------------------------------------------------- application
+
+PASSWORD = "Test-pass-2026!"
+PEOPLE = {
+    # uid: (role, institution)
+    "fp.sante": ("focal_point", "MINISANTE"),
+    "fp.sante2": ("focal_point", "MINISANTE"),
+    "fp.obr": ("focal_point", "OBR"),
+    "op.one": ("operator", None),
+    "au.one": ("auditor", None),
+}
+INSTITUTIONS = [
+    ("MINISANTE", "Ministère de la Santé Publique", "minisante.gov.bi", "ministry"),
+    ("OBR", "Office Burundais des Recettes", "obr.gov.bi", "agency"),
+]
+
+
+@pytest.fixture(scope="session")
+def directory_people(ldap_config):
+    """The test institutions and people, in the real directory, once per session."""
+    from provisioners import directory
+
+    for acronym, name, _domain, _cat in INSTITUTIONS:
+        directory.ensure_institution(ldap_config, acronym, name)
+    for uid, (role, inst) in PEOPLE.items():
+        directory.ensure_person(ldap_config, uid=uid, full_name=uid.replace(".", " ").title(),
+                                mail=f"{uid}@example.gov.bi", password=PASSWORD, role=role,
+                                institution=inst)
+    return PEOPLE
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    """A database migrated once with Alembic; each test gets a copy."""
+    from flask_migrate import upgrade
+
+    from controlplane import create_app
+
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SECRET_KEY": "t",
+                      "TESTING": True})
+    with app.app_context():
+        upgrade()
+        from controlplane.extensions import db
+
+        db.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def app_config(tmp_path, template_db, redis_url, ldap_config, directory_people):
+    import shutil
+
+    db_path = tmp_path / "controlplane.db"
+    shutil.copy(template_db, db_path)
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}",
+        "REDIS_URL": redis_url,
+        "RQ_QUEUE": "test",
+        "LDAP_URL": ldap_config.url,
+        "LDAP_BASE_DN": ldap_config.base_dn,
+        "LDAP_ADMIN_DN": ldap_config.admin_dn,
+        "LDAP_ADMIN_PASSWORD": ldap_config.admin_password,
+        "RATELIMIT_LOGIN": "1000 per minute",
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+
+
+@pytest.fixture
+def app(app_config, tmp_path, monkeypatch):
+    from redis import Redis
+
+    from controlplane import create_app, demo
+    from controlplane.auth import directory_config
+    from controlplane.extensions import db
+
+    monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "instance"))
+    app = create_app(app_config)
+    Redis.from_url(app.config["REDIS_URL"]).flushdb()
+    with app.app_context():
+        for acronym, name, domain, category in INSTITUTIONS:
+            demo.ensure_institution(directory_config(), acronym, name, domain, category)
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def docker_app(app, docker_client, docker_prefix, proxy_port):
+    """The app wired to the real Docker Engine under the session's prefix."""
+    app.config.update(DOCKER_PREFIX=docker_prefix, PROXY_PORT=proxy_port,
+                      DOCKER_EXTRA_LABELS={TEST_LABEL: "1"})
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    import re
+
+    html = client.get(path, follow_redirects=True).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
+        re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, username: str, password: str = PASSWORD):
+        token = csrf_token(self.client, "/login")
+        return self.client.post("/login", data={"username": username, "password": password,
+                                                "csrf_token": token})
+
+    def logout(self):
+        token = csrf_token(self.client, "/")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+    def post(self, path: str, data: dict | None = None, page: str = "/", **kwargs):
+        """POST with a CSRF token taken from `page`, as a browser would."""
+        data = dict(data or {})
+        data["csrf_token"] = csrf_token(self.client, page)
+        return self.client.post(path, data=data, **kwargs)
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+def run_worker(app) -> None:
+    """Run queued jobs in-process with a real RQ worker on the real Redis."""
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    conn = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        SimpleWorker([Queue(app.config["RQ_QUEUE"], connection=conn)],
+                     connection=conn).work(burst=True)

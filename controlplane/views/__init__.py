@@ -45,9 +45,12 @@ def init_app(app) -> None:
     @app.context_processor
     def inject_helpers():
         from flask import current_app
+        from flask_babel import get_locale
 
-        return {"languages": current_app.config["LANGUAGES"],
-                "site_url": lambda svc: site_url(current_app, svc)}
+        return {"languages": current_app.config["LANGUAGES"], "get_locale": get_locale}
+
+    # A global, not a context variable, so imported macros can use it too.
+    app.jinja_env.globals["site_url"] = lambda svc: site_url(app, svc)
 
 
 def site_url(app, svc) -> str:

@@ -32,5 +32,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: no fsync per commit
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

@@ -88,12 +88,7 @@ def _provision(svc: Service) -> None:
     if svc.status == "failed":
         set_service_status(svc, "provisioning", error=None)
     db.session.commit()
-    client = docker_client()
-    proxy = proxy_spec()
-    from provisioners import proxy as proxy_mod
-
-    proxy_mod.ensure_proxy(client, proxy)
-    website.ensure_website(client, website_spec(svc), proxy)
+    website.ensure_website(docker_client(), website_spec(svc), proxy_spec())
     if svc.status != "running":
         set_service_status(svc, "running", pending_action=None, error=None)
     if req is not None and req.status == "provisioning":

@@ -138,8 +138,8 @@ def test_provisioning_twice_creates_nothing_twice(docker_app, auth, docker_clien
     flt = {"label": [f"bi.gov.comgov.service={service_id}",
                      f"bi.gov.comgov.prefix={docker_prefix}"]}
     first = [c.id for c in docker_client.containers.list(all=True, filters=flt)]
-    assert jobs.run_service_action(service_id, "provision") == "running"
     with app.app_context():
+        assert jobs.run_service_action(service_id, "provision") == "running"
         assert jobs.run_service_action(service_id, "provision") == "running"
     assert [c.id for c in docker_client.containers.list(all=True, filters=flt)] == first
     assert len(first) == 1

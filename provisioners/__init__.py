@@ -1,0 +1,1 @@
+"""Convergent provisioners that turn plain specs into Docker and LDAP state (no Flask here)."""

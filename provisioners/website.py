@@ -104,7 +104,7 @@ def ensure_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
     )
     runtime.ensure_network(client, spec.network, network_labels)
     runtime.ensure_volume(client, volume_name(site), _labels(site))
-    previous_id = _container_id(client, spec.name)  # to notice a recreation
+    previous = _running_container_id(client, spec.name)  # to notice a (re)start
     # The route file is written while the container starts; nginx reads it only at the
     # reload below, once the container runs (a lookup before that would be cached as failed).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -112,7 +112,9 @@ def ensure_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
                              site.hostname, spec.name, spec.network)
         container = runtime.ensure_container(client, spec)
         to_reload = staged.result()
-    if to_reload is not None or (previous_id is not None and previous_id != container.id):
+    # Reload when the route changed, and whenever the container was not already running:
+    # a route staged by an earlier, failed run is on disk but not loaded yet.
+    if to_reload is not None or previous != container.id:
         proxy_mod.reload_proxy(client, site.prefix)
 
 
@@ -138,9 +140,10 @@ def remove_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
     log.info("event=website.remove service=%s", site.service_id)
 
 
-def _container_id(client: docker.DockerClient, name: str) -> str | None:
+def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
     try:
-        return client.containers.get(name).id
+        container = client.containers.get(name)
+        return container.id if container.status == "running" else None
     except docker.errors.NotFound:
         return None
 

@@ -90,6 +90,36 @@ def proxy_ensure() -> None:
     click.echo(f"proxy: {current_app.config['PROXY_BIND']}:{current_app.config['PROXY_PORT']}")
 
 
+@click.group("audit")
+def audit_cli() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit_cli.command("seal")
+@with_appcontext
+def audit_seal() -> None:
+    """Chain the events written since the last sealing."""
+    from . import audit
+
+    click.echo(f"sealed {audit.seal()} event(s)")
+
+
+@audit_cli.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Recompute the chain; exit 1 and name the first event edited, deleted or reordered."""
+    from . import audit
+
+    result = audit.verify()
+    if result.ok:
+        click.echo(f"audit trail intact: {result.checked} sealed event(s) verified, "
+                   f"{result.unsealed} not sealed yet")
+        return
+    click.echo(f"audit trail ALTERED: first problem at event #{result.first_bad_id} "
+               f"({result.problem}); {result.checked} event(s) verified before it", err=True)
+    sys.exit(1)
+
+
 @click.group("policy")
 def policy_cli() -> None:
     """Policy files."""
@@ -115,6 +145,7 @@ def init_app(app) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(worker)
     app.cli.add_command(proxy_cli)
+    app.cli.add_command(audit_cli)
 
 
 # Commands that must work even when the app cannot be built (bad policy file, no instance yet).

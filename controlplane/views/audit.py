@@ -43,3 +43,13 @@ def events():
     institutions = db.session.scalars(select(Institution).order_by(Institution.acronym)).all()
     return render_template("audit/events.html", events=rows[:PAGE], more=len(rows) > PAGE,
                            page=page, institutions=institutions, args=args)
+
+
+@bp.route("/verify")
+@role_required("auditor", "operator")
+def verify():
+    """Recompute the hash chain and say whether the trail was altered, and where."""
+    from ..audit import verify as verify_chain
+
+    result = verify_chain()
+    return render_template("audit/verify.html", result=result)

@@ -69,6 +69,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     limiter.init_app(app)
 
+    from . import kinds
+
+    kinds.load()
     auth.init_app(app)
     views.init_app(app)
     errors.init_app(app)

@@ -56,7 +56,7 @@ def worker(burst: bool, fork: bool) -> None:
     """
     from rq import SimpleWorker, Worker
 
-    from . import jobs, tasks
+    from . import infra, jobs, tasks
     from .extensions import db
 
     import provisioners.proxy  # noqa: F401 - imported once here, not in every forked job
@@ -65,7 +65,7 @@ def worker(burst: bool, fork: bool) -> None:
     app = current_app._get_current_object()
     jobs.set_app(app)
     # One Docker client (its API version negotiated once); forks open their own connections.
-    jobs.docker_client().api.close()
+    infra.docker_client().api.close()
     if fork:
         engine = db.engine
         # Each job runs in a fork: it must not reuse the parent's database connections.
@@ -84,9 +84,9 @@ def proxy_cli() -> None:
 @with_appcontext
 def proxy_ensure() -> None:
     """Create or repair the front proxy container."""
-    from . import jobs
+    from . import infra
 
-    jobs.ensure_proxy()
+    infra.ensure_proxy()
     click.echo(f"proxy: {current_app.config['PROXY_BIND']}:{current_app.config['PROXY_PORT']}")
 
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 
 class ActionForm(FlaskForm):
     """A bare form for buttons: CSRF only."""
-
-
-class WebsiteRequestForm(FlaskForm):
-    hostname = StringField(_l("Host name"), validators=[DataRequired(), Length(max=253)])
-    size = SelectField(_l("Size"), validators=[DataRequired()], validate_choice=False)
 
 
 class RejectForm(FlaskForm):

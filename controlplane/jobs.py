@@ -7,8 +7,9 @@ from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
 
-from . import audit
+from . import audit, kinds
 from .extensions import db
+from .infra import docker_client, ensure_proxy, proxy_spec  # noqa: F401 - re-exported
 from .lifecycle import set_request_status, set_service_status
 from .models import ContentUpload, Service, utcnow
 
@@ -17,7 +18,7 @@ _app: Flask | None = None
 
 
 def set_app(app: Flask) -> None:
-    """Let a worker share one app (and its imports) with every job it forks."""
+    """Let a worker share one app (and its imports) with every job it runs."""
     global _app
     _app = app
 
@@ -33,62 +34,19 @@ def _context():
     return _app.app_context()
 
 
-def docker_client():
-    client = current_app.extensions.get("docker")
-    if client is None:
-        import docker
-
-        client = docker.from_env(timeout=120)
-        current_app.extensions["docker"] = client
-    return client
-
-
-def proxy_spec():
-    from provisioners.proxy import ProxySpec
-    from provisioners.runtime import Limits
-
-    cfg = current_app.config
-    size = current_app.extensions["policies"].platform["proxy"]
-    return ProxySpec(prefix=cfg["DOCKER_PREFIX"], image=cfg["SITE_IMAGE"], bind=cfg["PROXY_BIND"],
-                     port=int(cfg["PROXY_PORT"]),
-                     limits=Limits(size.memory_bytes, size.nano_cpus, size.pids),
-                     extra_labels=dict(cfg["DOCKER_EXTRA_LABELS"]))
-
-
-def website_spec(svc: Service):
-    from provisioners.runtime import Limits
-    from provisioners.website import WebsiteSpec
-
-    cfg = current_app.config
-    size = current_app.extensions["policies"].size("website", svc.size)
-    return WebsiteSpec(service_id=svc.id, institution_id=svc.institution_id,
-                       institution=svc.institution.acronym, hostname=svc.hostname,
-                       limits=Limits(size.memory_bytes, size.nano_cpus, size.pids),
-                       prefix=cfg["DOCKER_PREFIX"], image=cfg["SITE_IMAGE"],
-                       extra_labels=dict(cfg["DOCKER_EXTRA_LABELS"]))
-
-
 def short_error(exc: BaseException) -> str:
     text = getattr(exc, "explanation", None) or str(exc) or exc.__class__.__name__
     return f"{exc.__class__.__name__}: {text}"[:500]
 
 
-def ensure_proxy() -> None:
-    from provisioners import proxy
-
-    proxy.ensure_proxy(docker_client(), proxy_spec())
-
-
 def _provision(svc: Service) -> None:
-    from provisioners import website
-
     req = svc.request
     if req is not None and req.status in ("approved", "failed"):
         set_request_status(req, "provisioning", error=None)
     if svc.status == "failed":
         set_service_status(svc, "provisioning", error=None)
     db.session.commit()
-    website.ensure_website(docker_client(), website_spec(svc), proxy_spec())
+    kinds.get(svc.kind).provision(svc)
     if svc.status != "running":
         set_service_status(svc, "running", pending_action=None, error=None)
     if req is not None and req.status == "provisioning":
@@ -96,23 +54,17 @@ def _provision(svc: Service) -> None:
 
 
 def _stop(svc: Service) -> None:
-    from provisioners import website
-
-    website.stop_website(docker_client(), website_spec(svc))
+    kinds.get(svc.kind).stop(svc)
     set_service_status(svc, "stopped", pending_action=None, error=None)
 
 
 def _start(svc: Service) -> None:
-    from provisioners import website
-
-    website.start_website(docker_client(), website_spec(svc), proxy_spec())
+    kinds.get(svc.kind).start(svc)
     set_service_status(svc, "running", pending_action=None, error=None)
 
 
 def _delete(svc: Service) -> None:
-    from provisioners import website
-
-    website.remove_website(docker_client(), website_spec(svc), proxy_spec())
+    kinds.get(svc.kind).remove(svc)
     for upload in db.session.query(ContentUpload).filter_by(service_id=svc.id):
         upload_path(upload).unlink(missing_ok=True)
     if svc.status != "deleting":
@@ -159,8 +111,6 @@ def upload_path(upload: ContentUpload) -> Path:
 
 def deploy_upload(upload_id: int) -> str:
     """Replace a site's content with a validated archive stored by the portal."""
-    from provisioners import website
-
     with _context():
         upload = db.session.get(ContentUpload, upload_id)
         if upload is None or upload.status != "pending":
@@ -170,7 +120,7 @@ def deploy_upload(upload_id: int) -> str:
         try:
             if svc.status not in ("running", "stopped"):
                 raise RuntimeError(f"service is {svc.status}")
-            website.deploy_content(docker_client(), website_spec(svc), path.read_bytes())
+            kinds.get(svc.kind).deploy(svc, path.read_bytes())
         except Exception as exc:  # noqa: BLE001
             db.session.rollback()
             log.exception("event=deploy.failed upload=%s service=%s", upload_id, svc.id)

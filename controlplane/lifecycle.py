@@ -8,8 +8,6 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-import policies
-
 from . import audit, tasks
 from .extensions import db
 from .models import REQUEST_OPEN_STATES, Account, Request, Service, utcnow
@@ -45,8 +43,8 @@ SERVICE_ACTIONS: dict[str, set[str]] = {
     "deleted": set(),
 }
 
-REQUEST_FIELDS = ("status", "hostname", "size", "reason", "error")
-SERVICE_FIELDS = ("status", "hostname", "size", "pending_action", "error")
+REQUEST_FIELDS = ("status", "hostname", "name", "size", "reason", "error")
+SERVICE_FIELDS = ("status", "hostname", "name", "size", "pending_action", "error")
 
 
 class LifecycleError(Exception):
@@ -88,10 +86,6 @@ def set_service_status(svc: Service, new: str, *, actor: Account | None = None,
                  after=audit.snapshot(svc, SERVICE_FIELDS))
 
 
-def _policies() -> policies.Policies:
-    return current_app.extensions["policies"]
-
-
 def hostname_taken(hostname: str) -> bool:
     live = db.session.scalar(select(Service.id).where(
         Service.hostname == hostname, Service.status != "deleted").limit(1))
@@ -100,40 +94,37 @@ def hostname_taken(hostname: str) -> bool:
     return live is not None or pending is not None
 
 
-def submit_website(actor: Account, hostname: str, size: str) -> Request:
-    """Validate and record a website request for the actor's institution."""
+def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
+    """Validate and record a request of `kind_name` for the actor's institution."""
+    from . import kinds
+
     inst = actor.institution
     if inst is None or not actor.is_focal_point:
         raise LifecycleError(_l("Only an institution's focal points can request hosting."))
-    hostname = (hostname or "").strip().lower().rstrip(".")
-    problem = policies.hostname_problem(hostname, inst.domain)
-    if problem == "syntax":
-        raise LifecycleError(_l("“%(host)s” is not a valid host name: use letters, digits and "
-                                "hyphens separated by dots, e.g. www.%(domain)s.",
-                                host=hostname, domain=inst.domain), field="hostname")
-    if problem == "outside":
-        raise LifecycleError(_l("The host name must be under your institution's domain "
-                                "%(domain)s, e.g. www.%(domain)s.", domain=inst.domain),
-                             field="hostname")
-    if size not in _policies().size_names("website"):
-        raise LifecycleError(_l("Unknown size “%(size)s”; choose one of %(sizes)s.", size=size,
-                                sizes=", ".join(_policies().size_names("website"))), field="size")
-    if hostname_taken(hostname):
-        raise LifecycleError(_l("%(host)s is already used or requested; choose another name.",
-                                host=hostname), field="hostname")
-    req = Request(institution_id=inst.id, author_id=actor.id, kind="website",
-                  hostname=hostname, size=size, status="submitted")
+    kind = kinds.get(kind_name)
+    if kind is None:
+        raise LifecycleError(_l("Unknown kind of service “%(kind)s”.", kind=kind_name))
+    clean = kind.clean(data, inst)
+    req = Request(institution_id=inst.id, author_id=actor.id, kind=kind.name,
+                  hostname=clean.get("hostname"), name=clean.get("name"), size=clean["size"],
+                  params=clean.get("params") or {}, status="submitted")
     db.session.add(req)
     try:
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
         raise LifecycleError(_l("%(host)s is already used or requested; choose another name.",
-                                host=hostname), field="hostname") from None
+                                host=clean.get("hostname") or clean.get("name")),
+                             field="hostname" if clean.get("hostname") else "name") from None
     audit.record("request.submitted", req, actor=actor, after=audit.snapshot(req, REQUEST_FIELDS))
     db.session.commit()
-    log.info("event=request.submitted request=%s institution=%s kind=website", req.id, inst.acronym)
+    log.info("event=request.submitted request=%s institution=%s kind=%s", req.id, inst.acronym,
+             kind.name)
     return req
+
+
+def submit_website(actor: Account, hostname: str, size: str) -> Request:
+    return submit_request(actor, "website", {"hostname": hostname, "size": size})
 
 
 def cancel_request(actor: Account, req: Request) -> None:
@@ -164,7 +155,8 @@ def approve_request(actor: Account, req: Request) -> Service:
         raise LifecycleError(_l("This request was already decided."))
     set_request_status(req, "approved", actor=actor, decided_by_id=actor.id, decided_at=utcnow())
     svc = Service(institution_id=req.institution_id, request_id=req.id, kind=req.kind,
-                  hostname=req.hostname, size=req.size, status="provisioning",
+                  hostname=req.hostname, name=req.name, size=req.size,
+                  params=dict(req.params or {}), status="provisioning",
                   pending_action="provision")
     db.session.add(svc)
     try:

@@ -50,12 +50,14 @@ def init_app(app) -> None:
         return {"languages": current_app.config["LANGUAGES"], "get_locale": get_locale}
 
     # A global, not a context variable, so imported macros can use it too.
+    from .. import kinds
+
     app.jinja_env.globals["site_url"] = lambda svc: site_url(app, svc)
+    app.jinja_env.globals["kinds"] = kinds
 
 
-def site_url(app, svc) -> str:
-    port = int(app.config["PROXY_PORT"])
-    scheme = app.config["PUBLIC_URL_SCHEME"]
-    default = 443 if scheme == "https" else 80
-    suffix = "" if port == default else f":{port}"
-    return f"{scheme}://{svc.hostname}{suffix}/"
+def site_url(app, svc) -> str | None:
+    from .. import kinds
+
+    kind = kinds.get(svc.kind)
+    return kind.url(svc) if kind else None

@@ -1,25 +1,18 @@
 """Focal points: their institution's services and requests, and new requests."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from ..auth import role_required
 from ..extensions import db
-from ..forms import WebsiteRequestForm
-from ..lifecycle import LifecycleError, submit_website
+from .. import kinds
+from ..lifecycle import LifecycleError, submit_request
 from ..models import Request, Service
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
-
-
-def size_choices(kind: str) -> list[tuple[str, str]]:
-    sizes = current_app.extensions["policies"].sizes[kind]
-    return [(name, _("%(name)s — %(cpu)s CPU, %(mem)s MiB memory, %(disk)s MiB disk",
-                     name=name, cpu=s.cpu, mem=s.memory_mib, disk=s.disk_mib))
-            for name, s in sizes.items()]
 
 
 @bp.route("/")
@@ -34,25 +27,28 @@ def index():
     return render_template("portal/index.html", services=services, requests=requests_)
 
 
-@bp.route("/requests/new/website", methods=["GET", "POST"])
+@bp.route("/requests/new/<kind>", methods=["GET", "POST"])
 @role_required("focal_point")
-def new_website():
-    """Ask for a static website under the institution's domain."""
-    form = WebsiteRequestForm()
-    form.size.choices = size_choices("website")
+def new_request(kind: str):
+    """Ask for a service of one kind (website, database, application)."""
+    spec = kinds.get(kind)
+    if spec is None:
+        abort(404)
+    form = spec.form_class()
+    institution = current_user.institution
+    spec.prepare_form(form, institution)
     if form.validate_on_submit():
+        data = {k: v for k, v in form.data.items() if k != "csrf_token"}
         try:
-            req = submit_website(current_user, form.hostname.data, form.size.data)
+            req = submit_request(current_user, spec.name, data)
         except LifecycleError as exc:
             target = getattr(form, exc.field or "", None)
             if target is not None:
                 target.errors = list(target.errors) + [str(exc.message)]
             else:
-                flash(str(exc.message), "error")
+                form.form_errors.append(str(exc.message))
         else:
             flash(_("Your request was submitted; the data centre will review it."), "success")
             return redirect(url_for("services.request_detail", request_id=req.id))
-    elif not form.hostname.data:
-        form.hostname.data = f"www.{current_user.institution.domain}"
     status = 422 if form.errors else 200
-    return render_template("portal/new_website.html", form=form), status
+    return render_template("portal/new_request.html", form=form, kind=spec), status

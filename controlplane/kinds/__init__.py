@@ -1,0 +1,70 @@
+"""The catalogue of service kinds: each kind says how it is requested, provisioned and shown."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_wtf import FlaskForm
+
+from ..models import Institution, Service
+
+
+class Kind:
+    """Base for a kind of hosted service; subclasses live next to this module."""
+
+    name: str = ""
+    label: Any = ""
+    description: Any = ""
+    form_class: type[FlaskForm]
+    detail_template: str | None = None  # partial included in the service page
+
+    # --- request time (web request; no Docker or LDAP calls) ----------------------------
+    def prepare_form(self, form: FlaskForm, institution: Institution) -> None:
+        """Fill choices and defaults."""
+
+    def clean(self, data: dict[str, Any], institution: Institution) -> dict[str, Any]:
+        """Validate submitted data; return {hostname?, name?, size, params}; LifecycleError."""
+        raise NotImplementedError
+
+    def size(self, name: str):
+        return current_app.extensions["policies"].size(self.name, name)
+
+    def display_name(self, svc: Service) -> str:
+        return svc.hostname or svc.name or f"#{svc.id}"
+
+    # --- in the worker (convergent) -----------------------------------------------------
+    def provision(self, svc: Service) -> None:
+        raise NotImplementedError
+
+    def stop(self, svc: Service) -> None:
+        raise NotImplementedError
+
+    def start(self, svc: Service) -> None:
+        raise NotImplementedError
+
+    def remove(self, svc: Service) -> None:
+        raise NotImplementedError
+
+    def url(self, svc: Service) -> str | None:
+        return None
+
+
+_REGISTRY: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def get(name: str) -> Kind | None:
+    return _REGISTRY.get(name)
+
+
+def all_kinds() -> list[Kind]:
+    return list(_REGISTRY.values())
+
+
+def load() -> None:
+    """Import the kind modules (they register themselves)."""
+    from . import website  # noqa: F401

@@ -75,6 +75,16 @@ def worker(burst: bool, fork: bool) -> None:
     w.work(burst=burst, logging_level=app.config.get("LOG_LEVEL", "INFO"))
 
 
+@click.command("scheduler")
+@click.option("--once", is_flag=True, help="Enqueue what is due and exit.")
+@with_appcontext
+def scheduler_cmd(once: bool) -> None:
+    """Enqueue the periodic jobs (audit sealing, metering, health, backups, retention)."""
+    from . import scheduler
+
+    scheduler.run(current_app._get_current_object(), once=once)
+
+
 @click.group("proxy")
 def proxy_cli() -> None:
     """The front proxy."""
@@ -144,6 +154,7 @@ def policy_check(directory: str | None) -> None:
 def init_app(app) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(worker)
+    app.cli.add_command(scheduler_cmd)
     app.cli.add_command(proxy_cli)
     app.cli.add_command(audit_cli)
 

@@ -46,6 +46,19 @@ class Config:
     # Policies folder (YAML); default: the policies/ package
     POLICIES_DIR = None
 
+    # Periodic jobs (seconds; 0 disables one)
+    AUDIT_SEAL_INTERVAL = 10
+    METERING_INTERVAL = 30
+    HEALTH_INTERVAL = 30
+    ROLLUP_INTERVAL = 300
+    BACKUP_CHECK_INTERVAL = 600
+    RETENTION_INTERVAL = 3600
+
+    # Storage (defaults under the instance folder)
+    VOLUMES_ROOT = None  # loop-mounted quota volumes
+    BACKUPS_ROOT = None
+    SECRETS_KEY = None  # Fernet key for service credentials; generated in instance/ if unset
+
 
 def env_flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)

@@ -180,6 +180,8 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
         for n in range(1, workers + 1):
             started.append((f"worker-{n}", _spawn([str(cli), "worker"],
                                                   logs / f"worker-{n}.log", env)))
+        started.append(("scheduler", _spawn([str(cli), "scheduler"], logs / "scheduler.log",
+                                            env)))
         started.append(("gunicorn", _spawn(
             [str(gunicorn), "-w", "2", "-b", f"{host}:{port}",
              "--access-logfile", str(logs / "access.log"),

@@ -1,0 +1,52 @@
+"""The periodic jobs the scheduler enqueues (each runs inside a worker)."""
+from __future__ import annotations
+
+import logging
+
+from .jobs import _context
+
+log = logging.getLogger(__name__)
+
+
+def seal_audit() -> int:
+    """Chain the audit events written since the last run."""
+    from . import audit
+
+    with _context():
+        return audit.seal()
+
+
+def meter() -> int:
+    """Sample every managed container once and store the readings."""
+    from . import usage
+
+    with _context():
+        return usage.sample_all()
+
+
+def rollup_usage() -> int:
+    from . import usage
+
+    with _context():
+        return usage.rollup()
+
+
+def check_health() -> int:
+    from . import health
+
+    with _context():
+        return health.check_all()
+
+
+def scheduled_backups() -> int:
+    from . import backups
+
+    with _context():
+        return backups.run_due()
+
+
+def purge_expired() -> int:
+    from . import backups, usage
+
+    with _context():
+        return backups.purge_expired() + usage.purge_old()

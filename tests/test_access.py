@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from controlplane.extensions import db
-from controlplane.models import Account, Institution, Request, Service
+from controlplane.models import Account, Institution, Request, Service, Task
 
 
 @pytest.fixture
@@ -27,8 +27,11 @@ def obr_objects(app, auth):
         svc = Service(institution_id=obr.id, request_id=done.id, kind="website",
                       hostname="portail.obr.gov.bi", size="S", status="running")
         db.session.add(svc)
+        task = Task(id="statements-obr", kind="statements", owner_id=author.id,
+                    params={"month": "2026-10"}, status="done", result_path="/tmp")
+        db.session.add(task)
         db.session.commit()
-        return {"request_id": req.id, "service_id": svc.id}
+        return {"request_id": req.id, "service_id": svc.id, "task_id": task.id}
 
 
 def all_routes(app):
@@ -42,9 +45,12 @@ def fill(rule, ids) -> str | None:
     path = rule.rule
     for name in rule.arguments:
         if name in ids:
-            path = path.replace(f"<int:{name}>", str(ids[name]))
+            path = path.replace(f"<int:{name}>", str(ids[name])).replace(f"<{name}>",
+                                                                         str(ids[name]))
         elif name == "action":
             path = path.replace("<action>", "stop")
+        elif name == "fmt":
+            path = path.replace("<fmt>", "csv")
         else:
             return None
     return path

@@ -34,13 +34,14 @@ def healthz():
 
 
 def init_app(app) -> None:
-    from . import audit, ops, portal, services
+    from . import audit, ops, portal, reports, services
 
     app.register_blueprint(bp)
     app.register_blueprint(portal.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(services.bp)
+    app.register_blueprint(reports.bp)
 
     @app.context_processor
     def inject_helpers():

@@ -48,6 +48,25 @@ class Kind:
     def url(self, svc: Service) -> str | None:
         return None
 
+    def container_name(self, svc: Service) -> str | None:
+        return None
+
+    def probe(self, svc: Service) -> tuple[bool, str]:
+        """Container state (and Docker's health check); kinds add a protocol probe."""
+        from provisioners import health
+
+        from .. import infra
+
+        name = self.container_name(svc)
+        if name is None:
+            return True, "no container"
+        state, docker_health = health.container_state(infra.docker_client(), name)
+        if state != "running":
+            return False, f"container {state}"
+        if docker_health == "unhealthy":
+            return False, "health check failing"
+        return True, f"container {state}" + (f", {docker_health}" if docker_health else "")
+
 
 _REGISTRY: dict[str, Kind] = {}
 

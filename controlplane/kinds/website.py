@@ -128,5 +128,23 @@ class Website(Kind):
     def url(self, svc):
         return infra.public_url(svc.hostname)
 
+    def container_name(self, svc):
+        return f"{infra.common()['prefix']}-web-{svc.id}"
+
+    def probe(self, svc):
+        """The container runs and the site answers through the front proxy."""
+        from flask import current_app
+
+        from provisioners import health
+
+        ok, detail = super().probe(svc)
+        if not ok:
+            return ok, detail
+        bind = current_app.config["PROXY_BIND"]
+        result = health.http_probe(bind if bind not in ("0.0.0.0", "") else "127.0.0.1",
+                                   int(current_app.config["PROXY_PORT"]),
+                                   host_header=svc.hostname, path="/")
+        return result.ok, f"HTTP {result.detail} ({result.latency_ms:.0f} ms)"
+
 
 register(Website())

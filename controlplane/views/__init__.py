@@ -34,7 +34,7 @@ def healthz():
 
 
 def init_app(app) -> None:
-    from . import audit, ops, portal, reports, services
+    from . import audit, dashboard, ops, portal, reports, services
 
     app.register_blueprint(bp)
     app.register_blueprint(portal.bp)
@@ -42,6 +42,7 @@ def init_app(app) -> None:
     app.register_blueprint(audit.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(reports.bp)
+    app.register_blueprint(dashboard.bp)
 
     @app.context_processor
     def inject_helpers():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from sqlalchemy import select
 
@@ -34,9 +35,16 @@ def clear_alert(key: str) -> None:
         alert.cleared_at = utcnow()
 
 
-def check_service(svc: Service) -> tuple[bool, str]:
+def check_service(svc: Service, retry_after: float = 1.0) -> tuple[bool, str]:
+    """Probe; a failure is confirmed by a second probe before it counts (no alert on a blip)."""
     kind = kinds.get(svc.kind)
-    return kind.probe(svc) if kind is not None else (False, "unknown kind")
+    if kind is None:
+        return False, "unknown kind"
+    ok, detail = kind.probe(svc)
+    if not ok and retry_after:
+        time.sleep(retry_after)
+        ok, detail = kind.probe(svc)
+    return ok, detail
 
 
 def record(svc: Service, ok: bool, detail: str) -> None:

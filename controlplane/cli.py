@@ -147,7 +147,20 @@ def policy_check(directory: str | None) -> None:
         click.echo(f"policy error: {exc}", err=True)
         sys.exit(1)
     for kind, sizes in loaded.sizes.items():
-        click.echo(f"{kind}: sizes {', '.join(sizes)}")
+        entry = loaded.catalogue[kind]
+        state = "enabled" if entry.enabled else "disabled"
+        image = entry.image or "images from " + ", ".join(entry.registries + entry.images)
+        click.echo(f"{kind}: sizes {', '.join(sizes)}; {state}; {image}")
+    box = loaded.mailbox
+    click.echo(f"mailbox: {box.min_mib}-{box.max_mib} MiB (default {box.default_mib})")
+    for name, plan in loaded.plans.items():
+        quota = plan.quota
+        services = ", ".join(f"{k} {n}" for k, n in quota.to_dict()["services"].items())
+        click.echo(f"plan {name} ({plan.display('en')}): cpu {quota.cpu:g}, "
+                   f"memory {quota.memory_mib} MiB, disk {quota.disk_mib} MiB, {services}, "
+                   f"mailboxes {quota.mailboxes} ({quota.mail_storage_mib} MiB)")
+    rules = ", ".join(f"{rule.name}={rule.approvals}" for rule in loaded.approval)
+    click.echo(f"approval rules (first match wins): {rules}")
     click.echo("policies OK")
 
 

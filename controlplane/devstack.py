@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,14 @@ log = logging.getLogger(__name__)
 DOCKER_INFO_TIMEOUT = 15
 SLAPD_MODULE_PATH = "/usr/lib/ldap"
 SLAPD_SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+# Our own schema (mail attributes), copied into the work directory so slapd.conf never points
+# into a source tree that may move.
+COMGOV_SCHEMA = Path(__file__).resolve().parent.parent / "provisioners" / "ldap" / "comgov.schema"
+# The socket sits alone in its own directory: only that directory is bind-mounted into the mail
+# platform, never the work directory with slapd.conf and the database.
+LDAPI_DIR = "ldapi"
+LDAPI_SOCKET = "socket"
+MAX_SOCKET_PATH = 107
 
 
 def free_port() -> int:
@@ -117,13 +126,29 @@ def ssha_hash(password: str) -> str:
     return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
 
 
-def slapd_config(workdir: Path, *, base_dn: str, admin_dn: str, admin_password: str) -> str:
+def default_ldapi_path(workdir: Path) -> Path:
+    """Where start_slapd puts its ldapi socket unless told otherwise."""
+    return Path(workdir).resolve() / LDAPI_DIR / LDAPI_SOCKET
+
+
+def mail_service_dn(base_dn: str) -> str:
+    """The read-only account the mail platform binds as (provisioners.mailboxes creates it)."""
+    return f"cn=mail,ou=system,{base_dn}"
+
+
+def slapd_config(workdir: Path, *, base_dn: str, admin_dn: str, admin_password: str,
+                 extra_schemas: tuple[Path, ...] = ()) -> str:
     """Render slapd.conf: anonymous may only bind, bound users may read, only rootdn writes."""
     workdir = Path(workdir)
     for value in (base_dn, admin_dn):
         if any(ch in value for ch in '"\n\r\\'):
             raise ValueError(f"unsupported character in DN {value!r}")
+    for schema in extra_schemas:
+        if any(ch in str(schema) for ch in '"\n\r\\ '):
+            raise ValueError(f"unsupported character in schema path {str(schema)!r}")
+    mail_dn = mail_service_dn(base_dn)
     lines = [f"include /etc/ldap/schema/{name}.schema" for name in SLAPD_SCHEMAS]
+    lines += [f"include {schema}" for schema in extra_schemas]
     lines += [
         f"modulepath {SLAPD_MODULE_PATH}",
         "moduleload back_mdb",
@@ -142,11 +167,37 @@ def slapd_config(workdir: Path, *, base_dn: str, admin_dn: str, admin_password: 
         "maxsize 1073741824",
         "index objectClass eq",
         "index uid,member,mail eq",
+    ]
+    if extra_schemas:
+        lines += ["index mailDomain,mailAliasTarget eq"]
+    lines += [
         "",
         # Disabled accounts cannot bind even if a usable hash were written back.
         "access to attrs=userPassword filter=(description=disabled) by * none",
+    ]
+    if extra_schemas:
+        lines += [
+            # A disabled mailbox cannot bind either (Dovecot also filters on mailEnabled).
+            "access to attrs=userPassword filter=(mailEnabled=FALSE) by * none",
+        ]
+    lines += [
         # Hashes are never readable; anonymous (and a re-binding self) may only authenticate.
         "access to attrs=userPassword by anonymous auth by self auth by * none",
+    ]
+    if extra_schemas:
+        lines += [
+            # The mail platform's account reads mail routing attributes and nothing else; it
+            # never reads hashes (Dovecot checks passwords by binding as the mailbox).
+            # Searches start at ou=institutions, whose entry must be searchable.
+            f'access to dn.base="ou=institutions,{base_dn}" attrs=entry'
+            f' by dn.exact="{mail_dn}" search by * break',
+            f'access to dn.subtree="ou=institutions,{base_dn}" filter=(|(objectClass='
+            "comgovMailbox)(objectClass=comgovMailAlias)(objectClass=comgovMailDomain)) "
+            "attrs=entry,objectClass,mail,mailDomain,mailEnabled,mailQuotaBytes,mailAliasTarget"
+            f' by dn.exact="{mail_dn}" read by * break',
+            f'access to * by dn.exact="{mail_dn}" none by * break',
+        ]
+    lines += [
         "access to * by users read by anonymous auth by * none",
         "",
     ]
@@ -154,8 +205,14 @@ def slapd_config(workdir: Path, *, base_dn: str, admin_dn: str, admin_password: 
 
 
 def start_slapd(workdir: Path, port: int, *, base_dn: str, admin_dn: str,
-                admin_password: str) -> subprocess.Popen:
-    """Run slapd from a plain config file as a child and return once the admin can bind."""
+                admin_password: str, ldapi_path: Path | None = None,
+                schema_path: Path | None = COMGOV_SCHEMA) -> subprocess.Popen:
+    """Run slapd from a plain config file as a child and return once the admin can bind.
+
+    Besides ldap://127.0.0.1:port it listens on an ldapi:// unix socket (default
+    ``<workdir>/ldapi/socket``, alone in its directory) so the mail platform can reach the
+    directory through a bind-mounted socket without any network exposure.
+    """
     binary = shutil.which("slapd") or shutil.which("slapd", path="/usr/sbin:/usr/local/sbin")
     if binary is None:
         raise RuntimeError("slapd is not installed (apt-get install slapd ldap-utils)")
@@ -164,15 +221,28 @@ def start_slapd(workdir: Path, port: int, *, base_dn: str, admin_dn: str,
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "db").mkdir(mode=0o700, exist_ok=True)
+    ldapi = Path(ldapi_path).resolve() if ldapi_path is not None else default_ldapi_path(workdir)
+    if len(str(ldapi).encode()) > MAX_SOCKET_PATH:
+        raise ValueError(f"ldapi socket path is too long for a unix socket: {ldapi}")
+    _prepare_socket_dir(ldapi)
+    schemas: tuple[Path, ...] = ()
+    if schema_path is not None:
+        schema_dir = workdir / "schema"
+        schema_dir.mkdir(mode=0o755, exist_ok=True)
+        copy = schema_dir / Path(schema_path).name
+        shutil.copyfile(schema_path, copy)
+        os.chmod(copy, 0o644)
+        schemas = (copy,)
     conf = workdir / "slapd.conf"
-    text = slapd_config(workdir, base_dn=base_dn, admin_dn=admin_dn, admin_password=admin_password)
+    text = slapd_config(workdir, base_dn=base_dn, admin_dn=admin_dn, admin_password=admin_password,
+                        extra_schemas=schemas)
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.chmod(conf, 0o600)
     log_path = workdir / "slapd.log"
-    url = f"ldap://127.0.0.1:{port}/"
-    log.info("event=devstack.slapd.start port=%d dir=%s", port, workdir)
+    url = f"ldap://127.0.0.1:{port}/ ldapi://{urllib.parse.quote(str(ldapi), safe='')}/"
+    log.info("event=devstack.slapd.start port=%d dir=%s ldapi=%s", port, workdir, ldapi)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
             # "-d none" keeps slapd in the foreground like "-d 0" but still prints its errors.
@@ -188,7 +258,10 @@ def start_slapd(workdir: Path, port: int, *, base_dn: str, admin_dn: str,
                 f"slapd exited with code {proc.returncode}; log tail:\n{_tail(log_path)}"
             )
         ok, last_error = _admin_bind_ok(port, admin_dn, admin_password)
+        if ok and not ldapi.is_socket():
+            ok, last_error = False, "ldapi socket not created yet"
         if ok:
+            os.chmod(ldapi, 0o666)  # access is decided by binds and ACLs, not by socket mode
             log.info("event=devstack.slapd.ready port=%d pid=%d", port, proc.pid)
             return proc
         time.sleep(0.2)
@@ -197,6 +270,16 @@ def start_slapd(workdir: Path, port: int, *, base_dn: str, admin_dn: str,
         f"slapd admin bind did not succeed within 20 s ({last_error}); "
         f"log tail:\n{_tail(log_path)}"
     )
+
+
+def _prepare_socket_dir(ldapi: Path) -> None:
+    """A 0755 directory holding only the socket; a stale socket from a crash is removed."""
+    ldapi.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(ldapi.parent, 0o755)
+    if ldapi.is_socket():
+        ldapi.unlink()
+    elif ldapi.exists():
+        raise RuntimeError(f"{ldapi} exists and is not a socket")
 
 
 def _admin_bind_ok(port: int, admin_dn: str, admin_password: str) -> tuple[bool, str]:

@@ -10,13 +10,14 @@ from sqlalchemy.exc import IntegrityError
 
 from . import audit, tasks
 from .extensions import db
-from .models import REQUEST_OPEN_STATES, Account, Request, Service, utcnow
+from .models import (REQUEST_OPEN_STATES, Account, Approval, Institution, QuotaGrant, Request,
+                     Service, utcnow)
 
 log = logging.getLogger(__name__)
 
 REQUEST_TRANSITIONS: dict[str, set[str]] = {
     "submitted": {"approved", "rejected", "cancelled"},
-    "approved": {"provisioning", "failed"},
+    "approved": {"provisioning", "failed", "active"},
     "provisioning": {"active", "failed"},
     "failed": {"provisioning", "active"},
     "active": set(),
@@ -26,8 +27,8 @@ REQUEST_TRANSITIONS: dict[str, set[str]] = {
 
 SERVICE_TRANSITIONS: dict[str, set[str]] = {
     "provisioning": {"running", "failed", "deleting"},
-    "running": {"stopped", "deleting", "failed"},
-    "stopped": {"running", "deleting", "failed"},
+    "running": {"stopped", "deleting", "failed", "provisioning"},
+    "stopped": {"running", "deleting", "failed", "provisioning"},
     "failed": {"provisioning", "running", "stopped", "deleting"},
     "deleting": {"deleted", "failed"},
     "deleted": set(),
@@ -35,8 +36,8 @@ SERVICE_TRANSITIONS: dict[str, set[str]] = {
 
 # Which user actions are offered in which service state.
 SERVICE_ACTIONS: dict[str, set[str]] = {
-    "running": {"stop", "delete"},
-    "stopped": {"start", "delete"},
+    "running": {"stop", "delete", "resize"},
+    "stopped": {"start", "delete", "resize"},
     "failed": {"retry", "delete"},
     "provisioning": set(),
     "deleting": set(),
@@ -95,19 +96,29 @@ def hostname_taken(hostname: str) -> bool:
 
 
 def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
-    """Validate and record a request of `kind_name` for the actor's institution."""
-    from . import kinds
+    """Validate, check the quota under the institution's lock, record; approve if the rules say so."""
+    from . import kinds, quotas
 
     inst = actor.institution
     if inst is None or not actor.is_focal_point:
         raise LifecycleError(_l("Only an institution's focal points can request hosting."))
     kind = kinds.get(kind_name)
-    if kind is None:
+    if kind is None or not quotas.policies().kind_enabled(kind_name):
         raise LifecycleError(_l("Unknown kind of service “%(kind)s”.", kind=kind_name))
     clean = kind.clean(data, inst)
-    req = Request(institution_id=inst.id, author_id=actor.id, kind=kind.name,
+    actor_id, inst_id = actor.id, inst.id
+    quotas.lock(inst_id)
+    inst = db.session.get(Institution, inst_id)
+    demand = {"kind": kind.name, "size": clean["size"]}
+    decision = quotas.decide(inst, demand)
+    if not decision.allowed:
+        db.session.rollback()
+        raise LifecycleError(_l("Refused by the quota: %(reasons)s",
+                                reasons="; ".join(quotas.explain(decision))))
+    req = Request(institution_id=inst_id, author_id=actor_id, kind=kind.name,
                   hostname=clean.get("hostname"), name=clean.get("name"), size=clean["size"],
-                  params=clean.get("params") or {}, status="submitted")
+                  params=clean.get("params") or {}, status="submitted",
+                  decision=decision.to_dict())
     db.session.add(req)
     try:
         db.session.flush()
@@ -116,10 +127,88 @@ def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
         raise LifecycleError(_l("%(host)s is already used or requested; choose another name.",
                                 host=clean.get("hostname") or clean.get("name")),
                              field="hostname" if clean.get("hostname") else "name") from None
-    audit.record("request.submitted", req, actor=actor, after=audit.snapshot(req, REQUEST_FIELDS))
+    audit.record("request.submitted", req, actor=db.session.get(Account, actor_id),
+                 after=dict(audit.snapshot(req, REQUEST_FIELDS), decision=req.decision))
     db.session.commit()
-    log.info("event=request.submitted request=%s institution=%s kind=%s", req.id, inst.acronym,
-             kind.name)
+    log.info("event=request.submitted request=%s institution=%s kind=%s rule=%s", req.id,
+             inst.acronym, kind.name, decision.rule)
+    if decision.automatic:
+        approve_request(None, req)
+    return req
+
+
+def submit_resize(actor: Account, svc: Service, size: str) -> Request:
+    """Ask for another size of a service; only the increase counts against the quota."""
+    from . import kinds, quotas
+    from .kinds.website import check_size
+
+    if not actor.is_focal_point or svc.institution_id != actor.institution_id:
+        raise LifecycleError(_l("Only an institution's focal points can request hosting."))
+    if "resize" not in SERVICE_ACTIONS.get(svc.status, set()) or svc.pending_action:
+        raise LifecycleError(_l("This action is not possible while the status is “%(status)s”.",
+                                status=svc.status))
+    size = check_size(svc.kind, size)
+    if size == svc.size:
+        raise LifecycleError(_l("The service already has size %(size)s.", size=size),
+                             field="size")
+    svc_id, actor_id, inst_id = svc.id, actor.id, svc.institution_id
+    quotas.lock(inst_id)
+    svc = db.session.get(Service, svc_id)
+    open_resize = db.session.scalar(select(Request.id).where(
+        Request.status == "submitted", Request.kind == svc.kind,
+        Request.institution_id == inst_id).where(
+        Request.params["resize_of"].as_integer() == svc_id))
+    if open_resize is not None:
+        db.session.rollback()
+        raise LifecycleError(_l("A resize of this service is already waiting for approval."))
+    demand = {"kind": svc.kind, "size": size, "current_size": svc.size}
+    decision = quotas.decide(db.session.get(Institution, inst_id), demand)
+    if not decision.allowed:
+        db.session.rollback()
+        raise LifecycleError(_l("Refused by the quota: %(reasons)s",
+                                reasons="; ".join(quotas.explain(decision))), field="size")
+    req = Request(institution_id=inst_id, author_id=actor_id, kind=svc.kind, size=size,
+                  name=svc.hostname or svc.name,
+                  params={"resize_of": svc_id, "current_size": svc.size}, status="submitted",
+                  decision=decision.to_dict())
+    db.session.add(req)
+    db.session.flush()
+    audit.record("request.submitted", req, actor=db.session.get(Account, actor_id),
+                 after=dict(audit.snapshot(req, REQUEST_FIELDS), params=req.params,
+                            decision=req.decision))
+    db.session.commit()
+    if decision.automatic:
+        approve_request(None, req)
+    return req
+
+
+def submit_quota_increase(actor: Account, resource: str, amount, justification: str,
+                          ends_on=None) -> Request:
+    """Ask for more of one resource (an exception to the plan); two operators decide."""
+    import policies as pol
+
+    from . import quotas
+
+    inst = actor.institution
+    if inst is None or not actor.is_focal_point:
+        raise LifecycleError(_l("Only an institution's focal points can request hosting."))
+    decision = pol.check_quota_increase(quotas.policies(), resource, amount, justification or "",
+                                        ends_on=ends_on)
+    if not decision.allowed:
+        raise LifecycleError(_l("Refused: %(reasons)s",
+                                reasons="; ".join(quotas.explain(decision))))
+    value, _problem = pol.parse_amount(resource, amount)
+    req = Request(institution_id=inst.id, author_id=actor.id, kind="quota_increase", size="-",
+                  params={"resource": resource, "amount": value,
+                          "justification": justification.strip(),
+                          "ends_on": ends_on.isoformat() if ends_on else None},
+                  status="submitted", decision=decision.to_dict())
+    db.session.add(req)
+    db.session.flush()
+    audit.record("request.submitted", req, actor=actor,
+                 after=dict(audit.snapshot(req, REQUEST_FIELDS), params=req.params,
+                            decision=req.decision))
+    db.session.commit()
     return req
 
 
@@ -149,11 +238,47 @@ def reject_request(actor: Account, req: Request, reason: str) -> None:
     db.session.commit()
 
 
-def approve_request(actor: Account, req: Request) -> Service:
-    """Approve, create the service row and enqueue its provisioning."""
+def approve_request(actor: Account | None, req: Request) -> Service | None:
+    """Record an operator's approval (None = the rules approved it); act once enough agree.
+
+    Returns the new service, or None when more approvals are needed or nothing is created.
+    """
+    import policies as pol
+
     if req.status != "submitted":
         raise LifecycleError(_l("This request was already decided."))
-    set_request_status(req, "approved", actor=actor, decided_by_id=actor.id, decided_at=utcnow())
+    if actor is not None:
+        done = {a.account_id for a in db.session.scalars(
+            select(Approval).where(Approval.request_id == req.id))}
+        if actor.id in done:
+            raise LifecycleError(_l("You already approved this request; another operator "
+                                    "must approve it too."))
+        db.session.add(Approval(request_id=req.id, account_id=actor.id))
+        audit.record("request.approval", req, actor=actor, after={"approver": actor.username})
+        decision = pol.Decision.from_dict(req.decision) if req.decision else None
+        needed = decision.approvals_missing(done | {actor.id}, requester=req.author_id) \
+            if decision else 0
+        if needed > 0:
+            db.session.commit()
+            return None
+    set_request_status(req, "approved", actor=actor, decided_by_id=actor.id if actor else None,
+                       decided_at=utcnow())
+    if req.kind == "quota_increase":
+        _grant(req)
+        db.session.commit()
+        return None
+    if (req.params or {}).get("resize_of"):
+        svc = db.session.get(Service, req.params["resize_of"])
+        if svc is None or svc.status in ("deleting", "deleted"):
+            set_request_status(req, "failed", error="service deleted")
+            db.session.commit()
+            return None
+        set_service_status(svc, "provisioning", actor=actor, action="service.resized",
+                           size=req.size, pending_action="provision", error=None)
+        set_request_status(req, "active")
+        db.session.commit()
+        enqueue_action(svc, "provision")
+        return svc
     svc = Service(institution_id=req.institution_id, request_id=req.id, kind=req.kind,
                   hostname=req.hostname, name=req.name, size=req.size,
                   params=dict(req.params or {}), status="provisioning",
@@ -164,11 +289,35 @@ def approve_request(actor: Account, req: Request) -> Service:
     except IntegrityError:
         db.session.rollback()
         raise LifecycleError(_l("%(host)s is already in use by another service.",
-                                host=req.hostname)) from None
+                                host=req.hostname or req.name)) from None
     audit.record("service.created", svc, actor=actor, after=audit.snapshot(svc, SERVICE_FIELDS))
     db.session.commit()
     enqueue_action(svc, "provision")
     return svc
+
+
+def approvals_of(req: Request) -> list[Approval]:
+    return list(db.session.scalars(select(Approval).where(Approval.request_id == req.id)
+                                   .order_by(Approval.at)))
+
+
+def _grant(req: Request) -> QuotaGrant:
+    from datetime import date
+
+    params = req.params
+    ends = params.get("ends_on")
+    grant = QuotaGrant(institution_id=req.institution_id, request_id=req.id,
+                       resource=params["resource"], amount=float(params["amount"]),
+                       justification=params.get("justification", ""),
+                       approvers=[a.account.username for a in approvals_of(req)],
+                       ends_on=date.fromisoformat(ends) if ends else None)
+    db.session.add(grant)
+    db.session.flush()
+    audit.record("quota.granted", grant, after={"resource": grant.resource,
+                                                "amount": grant.amount,
+                                                "approvers": grant.approvers, "ends_on": ends})
+    set_request_status(req, "active")
+    return grant
 
 
 def request_service_action(actor: Account, svc: Service, action: str) -> None:

@@ -27,6 +27,8 @@ class Institution(db.Model):
     # Quota plan name from policies/plans.yaml; None = the plan of its category.
     plan: Mapped[str | None] = mapped_column(String(32))
     mail_enabled: Mapped[bool] = mapped_column(default=False)
+    # Bumped to take the institution's row lock before counting its quota (no double spend).
+    lock_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -350,3 +352,17 @@ class Alert(db.Model):
 
     service: Mapped[Service | None] = relationship()
     institution: Mapped[Institution | None] = relationship()
+
+
+class PlanOverride(db.Model):
+    """An operator's edit of a plan's limits; it wins over policies/plans.yaml."""
+
+    __tablename__ = "plan_override"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    @property
+    def id(self) -> None:  # audit events name it by its plan (target_id stays empty)
+        return None
+    quota: Mapped[dict] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -18,10 +18,12 @@ def seal_audit() -> int:
 
 def meter() -> int:
     """Sample every managed container once and store the readings."""
-    from . import usage
+    from . import quotas, usage
 
     with _context():
-        return usage.sample_all()
+        count = usage.sample_all()
+        quotas.check_warnings()
+        return count
 
 
 def rollup_usage() -> int:

@@ -34,7 +34,7 @@ def healthz():
 
 
 def init_app(app) -> None:
-    from . import audit, dashboard, ops, portal, reports, services
+    from . import audit, dashboard, ops, portal, quota, reports, services
 
     app.register_blueprint(bp)
     app.register_blueprint(portal.bp)
@@ -43,6 +43,7 @@ def init_app(app) -> None:
     app.register_blueprint(services.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(quota.bp)
 
     @app.context_processor
     def inject_helpers():
@@ -56,6 +57,7 @@ def init_app(app) -> None:
 
     app.jinja_env.globals["site_url"] = lambda svc: site_url(app, svc)
     app.jinja_env.globals["kinds"] = kinds
+    app.jinja_env.globals["kinds_registry"] = kinds
 
 
 def site_url(app, svc) -> str | None:

@@ -63,8 +63,14 @@ def approve(request_id: int):
         except LifecycleError as exc:
             flash(str(exc.message), "error")
         else:
-            flash(_("Request #%(id)s approved; provisioning has started.", id=req.id), "success")
-            return redirect(url_for("services.service_detail", service_id=svc.id))
+            if svc is not None:
+                flash(_("Request #%(id)s approved; provisioning has started.", id=req.id),
+                      "success")
+                return redirect(url_for("services.service_detail", service_id=svc.id))
+            if req.status == "submitted":
+                flash(_("Your approval is recorded; another operator must approve too."), "info")
+            else:
+                flash(_("Request #%(id)s approved.", id=req.id), "success")
     return redirect(url_for("services.request_detail", request_id=req.id))
 
 

@@ -50,5 +50,13 @@ def new_request(kind: str):
         else:
             flash(_("Your request was submitted; the data centre will review it."), "success")
             return redirect(url_for("services.request_detail", request_id=req.id))
-    status = 422 if form.errors else 200
-    return render_template("portal/new_request.html", form=form, kind=spec), status
+    status = 422 if form.errors or form.form_errors else 200
+    from .. import quotas
+
+    institution = current_user.institution
+    fits = []
+    for size in quotas.policies().size_names(spec.name):
+        decision = quotas.decide(institution, {"kind": spec.name, "size": size})
+        fits.append((size, decision, quotas.explain(decision)))
+    return render_template("portal/new_request.html", form=form, kind=spec, fits=fits,
+                           quota=quotas.summary(institution)), status

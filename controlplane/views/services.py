@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   url_for)
+                   request, url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -30,8 +30,10 @@ def request_detail(request_id: int):
     events = db.session.scalars(select(AuditEvent).where(
         AuditEvent.target_type == "request", AuditEvent.target_id == req.id)
         .order_by(AuditEvent.id)).all()
+    from ..lifecycle import approvals_of
+
     return render_template("services/request.html", req=req, events=events, form=ActionForm(),
-                           reject_form=RejectForm())
+                           reject_form=RejectForm(), approvals=approvals_of(req))
 
 
 @bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
@@ -80,13 +82,17 @@ def service_detail(service_id: int):
     uploads = db.session.scalars(select(ContentUpload).where(ContentUpload.service_id == svc.id)
                                  .order_by(ContentUpload.id.desc()).limit(5)).all()
     can_act = not current_user.is_auditor
-    actions = sorted(SERVICE_ACTIONS.get(svc.status, set())) if can_act else []
+    actions = sorted(SERVICE_ACTIONS.get(svc.status, set()) - {"resize"}) if can_act else []
     if svc.pending_action and svc.status != "failed":
         actions = []
+    can_resize = (current_user.is_focal_point and not svc.pending_action
+                  and "resize" in SERVICE_ACTIONS.get(svc.status, set()))
+    sizes = current_app.extensions["policies"].size_names(svc.kind) if can_resize else []
     return render_template("services/service.html", svc=svc, events=events, uploads=uploads,
                            actions=actions, form=ActionForm(), upload_form=UploadForm(),
                            status=_status_payload(svc),
-                           can_upload=can_act and svc.status in ("running", "stopped"))
+                           can_upload=can_act and svc.status in ("running", "stopped"),
+                           sizes=sizes)
 
 
 @bp.route("/services/<int:service_id>/status.json")
@@ -110,6 +116,24 @@ def service_action(service_id: int, action: str):
             flash(str(exc.message), "error")
         else:
             flash(_("Done: the platform is applying your request."), "success")
+    return redirect(url_for("services.service_detail", service_id=svc.id))
+
+
+@bp.route("/services/<int:service_id>/resize", methods=["POST"])
+@role_required("focal_point")
+def resize(service_id: int):
+    """Ask for another size (checked against the quota; approval as the rules say)."""
+    from ..lifecycle import submit_resize
+
+    svc = scoped_get(Service, service_id)
+    if ActionForm().validate_on_submit():
+        try:
+            req = submit_resize(current_user, svc, request.form.get("size", ""))
+        except LifecycleError as exc:
+            flash(str(exc.message), "error")
+        else:
+            flash(_("Your request was submitted; the data centre will review it."), "success")
+            return redirect(url_for("services.request_detail", request_id=req.id))
     return redirect(url_for("services.service_detail", service_id=svc.id))
 
 

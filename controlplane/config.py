@@ -28,8 +28,10 @@ class Config:
     PUBLIC_URL_SCHEME = "http"
 
     # Uploads
-    MAX_CONTENT_LENGTH = 64 * 1024 * 1024  # whole HTTP request
+    MAX_CONTENT_LENGTH = 1024 * 1024 * 1024  # whole HTTP request (image archives are big)
     UPLOAD_MAX_BYTES = 50 * 1024 * 1024  # one site archive, compressed
+    APP_IMAGE_MAX_BYTES = 1024 * 1024 * 1024  # one application image archive (docker save)
+    APP_HEALTH_INTERVAL = 10  # seconds between an application's health probes
 
     # Security
     SESSION_COOKIE_HTTPONLY = True

@@ -42,3 +42,8 @@ class QuotaIncreaseForm(FlaskForm):
 
 class PlanForm(FlaskForm):
     plan = SelectField(_l("Plan"), validators=[DataRequired()], validate_choice=False)
+
+
+class ImageUploadForm(FlaskForm):
+    archive = FileField(_l("Image archive (output of docker save, .tar)"),
+                        validators=[FileRequired()])

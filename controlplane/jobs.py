@@ -47,6 +47,8 @@ def _provision(svc: Service) -> None:
         set_service_status(svc, "provisioning", error=None)
     db.session.commit()
     kinds.get(svc.kind).provision(svc)
+    # After the service answers: its directory account is not on the path to the first byte.
+    ensure_service_account(svc)
     if svc.status != "running":
         set_service_status(svc, "running", pending_action=None, error=None)
     if req is not None and req.status == "provisioning":
@@ -65,11 +67,37 @@ def _start(svc: Service) -> None:
 
 def _delete(svc: Service) -> None:
     kinds.get(svc.kind).remove(svc)
+    from provisioners import service_accounts
+
+    from .auth import directory_config
+
+    service_accounts.remove_service_account(directory_config(), svc.institution.acronym, svc.id)
     for upload in db.session.query(ContentUpload).filter_by(service_id=svc.id):
         upload_path(upload).unlink(missing_ok=True)
     if svc.status != "deleting":
         set_service_status(svc, "deleting")
     set_service_status(svc, "deleted", pending_action=None, error=None)
+
+
+def ensure_service_account(svc: Service) -> None:
+    """The service's account in its institution's OU, and its managers group (the requester)."""
+    from provisioners import service_accounts
+
+    from . import credentials as secrets
+    from .auth import directory_config
+
+    cfg = directory_config()
+    password = secrets.get(svc, "service_account")
+    if password is None:
+        password = secrets.generate_password()
+        secrets.put(svc, "service_account", password)
+        db.session.commit()
+    acronym = svc.institution.acronym
+    service_accounts.ensure_service_account(
+        cfg, acronym, svc.id, password, f"{svc.kind} {svc.hostname or svc.name or svc.id}")
+    author = svc.request.author if svc.request is not None else None
+    if author is not None and author.institution_id == svc.institution_id:
+        service_accounts.add_manager(cfg, acronym, svc.id, author.username)
 
 
 HANDLERS = {"provision": _provision, "stop": _stop, "start": _start, "delete": _delete}

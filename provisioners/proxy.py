@@ -127,7 +127,16 @@ def render_main(proxy: ProxySpec) -> str:
     )
 
 
-def render_route(route_id: str, hostname: str, upstream: str, network: str) -> str:
+def validate_port(port: int) -> int:
+    """A TCP port number (bool is refused: True is not port 1)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"invalid upstream port: {port!r} (must be an integer 1-65535)")
+    return port
+
+
+def render_route(
+    route_id: str, hostname: str, upstream: str, network: str, upstream_port: int = UPSTREAM_PORT
+) -> str:
     """One server block; values are validated here so no caller can skip it."""
     return _environment().get_template("proxy/route.conf.j2").render(
         route_id=validate_route_id(route_id),
@@ -135,7 +144,7 @@ def render_route(route_id: str, hostname: str, upstream: str, network: str) -> s
         upstream=_validate_docker_name("upstream", upstream),
         network=_validate_docker_name("network", network),
         listen_port=LISTEN_PORT,
-        upstream_port=UPSTREAM_PORT,
+        upstream_port=validate_port(upstream_port),
         pages_dir=PAGES_DIR,
     )
 
@@ -193,12 +202,13 @@ def stage_route(
     hostname: str,
     upstream: str,
     network: str,
+    upstream_port: int = UPSTREAM_PORT,
 ) -> Container | None:
     """Write a route file without reloading; returns the proxy to reload, or None if unchanged.
 
     Nginx only reads it at the next reload, so it can be staged while the upstream starts.
     """
-    content = render_route(route_id, hostname, upstream, network)  # validates everything
+    content = render_route(route_id, hostname, upstream, network, upstream_port)  # validates
     container = _running_proxy(client, proxy)
     runtime.connect_network(client, network, container)
     path = f"{ROUTES_SUBDIR}/{route_id}.conf"
@@ -217,9 +227,10 @@ def set_route(
     hostname: str,
     upstream: str,
     network: str,
+    upstream_port: int = UPSTREAM_PORT,
 ) -> None:
-    """Route hostname to upstream:8080 over network; unchanged routes cause no reload."""
-    container = stage_route(client, proxy, route_id, hostname, upstream, network)
+    """Route hostname to upstream:upstream_port over network; unchanged routes cause no reload."""
+    container = stage_route(client, proxy, route_id, hostname, upstream, network, upstream_port)
     if container is not None:
         _reload(container)
 

@@ -86,4 +86,4 @@ def all_kinds() -> list[Kind]:
 
 def load() -> None:
     """Import the kind modules (they register themselves)."""
-    from . import website  # noqa: F401
+    from . import application, website  # noqa: F401

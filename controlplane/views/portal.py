@@ -60,3 +60,26 @@ def new_request(kind: str):
         fits.append((size, decision, quotas.explain(decision)))
     return render_template("portal/new_request.html", form=form, kind=spec, fits=fits,
                            quota=quotas.summary(institution)), status
+
+
+@bp.route("/images", methods=["GET", "POST"])
+@role_required("focal_point")
+def images():
+    """Upload an application image archive (docker save) into the institution's namespace."""
+    from .. import images_upload
+    from ..forms import ImageUploadForm
+    from ..kinds.application import image_namespace
+
+    form = ImageUploadForm()
+    error = None
+    if form.validate_on_submit():
+        storage = form.archive.data
+        try:
+            task = images_upload.accept(current_user, storage.stream, storage.filename or "")
+        except ValueError as exc:
+            error = _("Upload refused: %(error)s", error=str(exc))
+        else:
+            return redirect(url_for("reports.task_page", task_id=task.id))
+    return render_template("portal/images.html", form=form, error=error,
+                           namespaces=image_namespace(current_user.institution)), \
+        (422 if error or form.errors else 200)

@@ -63,3 +63,15 @@ def get(service: Service, name: str) -> str | None:
 def forget(service: Service) -> None:
     for secret in db.session.scalars(select(Secret).where(Secret.service_id == service.id)):
         db.session.delete(secret)
+
+
+def encrypt(text: str) -> str:
+    """For settings that may hold secrets (an application's environment), kept in JSON."""
+    return _fernet().encrypt(text.encode("utf-8")).decode("ascii")
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode("ascii")).decode("utf-8")
+    except InvalidToken:
+        raise RuntimeError("secret cannot be decrypted: SECRETS_KEY changed?") from None

@@ -31,7 +31,8 @@ def obr_objects(app, auth):
                     params={"month": "2026-10"}, status="done", result_path="/tmp")
         db.session.add(task)
         db.session.commit()
-        return {"request_id": req.id, "service_id": svc.id, "task_id": task.id}
+        return {"request_id": req.id, "service_id": svc.id, "task_id": task.id,
+                "institution_id": obr.id}
 
 
 def all_routes(app):

@@ -45,7 +45,7 @@ def site_archive(html: str) -> bytes:
     return buf.getvalue()
 
 
-def request_and_approve(auth, hostname=HOST, size="S"):
+def request_and_approve(auth, hostname=HOST, size="L"):
     auth.login("fp.sante")
     response = auth.post("/portal/requests/new/website", {"hostname": hostname, "size": size},
                          page="/portal/requests/new/website")
@@ -93,7 +93,7 @@ def test_whole_path(docker_app, client, auth, proxy_port, docker_client, docker_
 
     container = docker_client.containers.get(f"{docker_prefix}-web-{service_id}")
     host_config = container.attrs["HostConfig"]
-    size = app.extensions["policies"].size("website", "S")
+    size = app.extensions["policies"].size("website", "L")
     assert host_config["Memory"] == size.memory_bytes
     assert host_config["NanoCpus"] == size.nano_cpus
     assert host_config["PidsLimit"] == size.pids

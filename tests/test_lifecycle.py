@@ -18,7 +18,7 @@ def count(app, model, **filters) -> int:
         return db.session.scalar(query)
 
 
-def submit(auth, hostname="www.minisante.gov.bi", size="S"):
+def submit(auth, hostname="www.minisante.gov.bi", size="L"):
     return auth.post("/portal/requests/new/website", {"hostname": hostname, "size": size},
                      page="/portal/requests/new/website")
 
@@ -37,7 +37,7 @@ def test_submit_records_request_and_audit(app, auth):
     with app.app_context():
         req = db.session.scalar(select(Request))
         assert (req.status, req.hostname, req.size, req.kind) == ("submitted", "www.minisante.gov.bi",
-                                                                  "S", "website")
+                                                                  "L", "website")
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "request.submitted"))
         assert event.actor == "fp.sante" and event.after["hostname"] == "www.minisante.gov.bi"
         assert event.institution_id == req.institution_id

@@ -61,6 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app.extensions["policies"] = policies.load(app.config.get("POLICIES_DIR"))
+    app.extensions["retention"] = policies.load_retention(app.config.get("POLICIES_DIR"))
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)

@@ -56,6 +56,12 @@ class Config:
     BACKUP_CHECK_INTERVAL = 600
     RETENTION_INTERVAL = 3600
 
+    # Databases: published on this address, ports from this range
+    DB_PUBLISH_IP = "127.0.0.1"
+    DB_PUBLIC_HOST = None  # the name institutions' servers use (default: DB_PUBLISH_IP)
+    DB_PORT_RANGE = (20000, 20999)
+    BACKUP_EVERY_HOURS = 24
+
     # Storage (defaults under the instance folder)
     VOLUMES_ROOT = None  # loop-mounted quota volumes
     BACKUPS_ROOT = None

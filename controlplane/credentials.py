@@ -60,8 +60,12 @@ def get(service: Service, name: str) -> str | None:
         raise RuntimeError("secret cannot be decrypted: SECRETS_KEY changed?") from None
 
 
-def forget(service: Service) -> None:
-    for secret in db.session.scalars(select(Secret).where(Secret.service_id == service.id)):
+def forget(service: Service, name: str | None = None) -> None:
+    """Drop one credential (or all of the service's); the caller commits."""
+    query = select(Secret).where(Secret.service_id == service.id)
+    if name is not None:
+        query = query.where(Secret.name == name)
+    for secret in db.session.scalars(query):
         db.session.delete(secret)
 
 

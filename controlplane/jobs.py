@@ -66,7 +66,10 @@ def _start(svc: Service) -> None:
 
 
 def _delete(svc: Service) -> None:
-    kinds.get(svc.kind).remove(svc)
+    kind = kinds.get(svc.kind)
+    if hasattr(kind, "backup") and svc.status != "deleted":
+        _final_backup(svc)
+    kind.remove(svc)
     from provisioners import service_accounts
 
     from .auth import directory_config
@@ -77,6 +80,20 @@ def _delete(svc: Service) -> None:
     if svc.status != "deleting":
         set_service_status(svc, "deleting")
     set_service_status(svc, "deleted", pending_action=None, error=None)
+
+
+def _final_backup(svc: Service) -> None:
+    """Keep the data for the retention period before it is removed (skipped if unreachable)."""
+    from . import backups
+
+    try:
+        kinds.get(svc.kind).start(svc)  # a stopped service is started for its last dump
+        backups.take(svc, "final")
+    except Exception as exc:  # noqa: BLE001 - a failed service may have no data left at all
+        db.session.rollback()
+        log.warning("event=backup.final_skipped service=%s error=%s", svc.id, short_error(exc))
+        audit.record("service.final_backup_skipped", svc, after={"error": short_error(exc)})
+        db.session.commit()
 
 
 def ensure_service_account(svc: Service) -> None:

@@ -33,3 +33,5 @@ __all__ = [
     "match_rule", "name_problem", "parse_amount", "parse_plans", "parse_sizes", "resource_label",
     "version_problem", "warnings",
 ]
+
+from .retention import Retention, load_retention  # noqa: E402

@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import secrets
 import tarfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
 import docker.errors
 
 from provisioners import proxy as proxy_mod
-from provisioners import runtime
+from provisioners import runtime, volumes
 from provisioners.proxy import ProxySpec
 from provisioners.runtime import ContainerSpec, Limits
 
@@ -51,6 +52,8 @@ class WebsiteSpec:
     prefix: str
     image: str
     extra_labels: dict[str, str] = field(default_factory=dict)
+    disk_bytes: int = 0  # 0: plain Docker volume without a size limit
+    volumes_root: str = ""  # where quota images live (needed when disk_bytes > 0)
 
 
 def container_name(site: WebsiteSpec) -> str:
@@ -103,7 +106,7 @@ def ensure_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
         site.prefix, "network", institution=site.institution, extra=site.extra_labels
     )
     runtime.ensure_network(client, spec.network, network_labels)
-    runtime.ensure_volume(client, volume_name(site), _labels(site))
+    _ensure_data_volume(client, site)
     previous = _running_container_id(client, spec.name)  # to notice a (re)start
     # The route file is written while the container starts; nginx reads it only at the
     # reload below, once the container runs (a lookup before that would be cached as failed).
@@ -136,8 +139,22 @@ def remove_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
     """Remove route, container and content; removing a removed site succeeds."""
     proxy_mod.remove_route(client, proxy, route_id(site))
     runtime.remove_container(client, container_name(site))
-    runtime.remove_volume(client, volume_name(site))
+    if site.volumes_root:  # also removes a plain volume, and a quota left from before
+        volumes.remove_quota_volume(client, volume_name(site), Path(site.volumes_root))
+    else:
+        runtime.remove_volume(client, volume_name(site))
     log.info("event=website.remove service=%s", site.service_id)
+
+
+def _ensure_data_volume(client: docker.DockerClient, site: WebsiteSpec) -> None:
+    """The content volume: size-limited (loop-mounted ext4) when the site has a quota."""
+    if site.disk_bytes > 0:
+        if not site.volumes_root:
+            raise ValueError("disk_bytes needs volumes_root (where the quota images live)")
+        volumes.ensure_quota_volume(client, volume_name(site), site.disk_bytes, _labels(site),
+                                    Path(site.volumes_root))
+    else:
+        runtime.ensure_volume(client, volume_name(site), _labels(site))
 
 
 def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
@@ -159,7 +176,7 @@ def deploy_content(
     """Replace the site's files with the archive's, through a short-lived hardened helper."""
     archive = normalise_archive(tar_bytes)
     volume = volume_name(site)
-    runtime.ensure_volume(client, volume, _labels(site))
+    _ensure_data_volume(client, site)
     token = secrets.token_hex(4)
     name = f"{container_name(site)}-deploy-{token}"
     incoming = f"{name}-incoming"  # put_archive needs a volume: the root fs is read-only

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(docker.io redis-server slapd ldap-utils debootstrap
-          python3-venv python3-dev gcc curl ca-certificates)
+          python3-venv python3-dev gcc curl ca-certificates
+          postgresql-client mariadb-client)
 VENV=.venv
 STAMP="$VENV/.bootstrap-stamp"
 

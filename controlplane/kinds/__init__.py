@@ -16,7 +16,8 @@ class Kind:
     label: Any = ""
     description: Any = ""
     form_class: type[FlaskForm]
-    detail_template: str | None = None  # partial included in the service page
+    detail_template: str | None = None  # facts (dt/dd) included in the service page
+    extra_template: str | None = None  # actions and tables shown below the facts
 
     # --- request time (web request; no Docker or LDAP calls) ----------------------------
     def prepare_form(self, form: FlaskForm, institution: Institution) -> None:
@@ -86,4 +87,4 @@ def all_kinds() -> list[Kind]:
 
 def load() -> None:
     """Import the kind modules (they register themselves)."""
-    from . import application, website  # noqa: F401
+    from . import application, database, website  # noqa: F401

@@ -128,6 +128,25 @@ class Website(Kind):
     def url(self, svc):
         return infra.public_url(svc.hostname)
 
+    def backup(self, svc, dest):
+        """The site's content as a .tar.gz, read from the volume through its container."""
+        import gzip
+        import os
+        from datetime import datetime, timezone
+
+        from provisioners import website
+
+        container = infra.docker_client().containers.get(website.container_name(self.spec(svc)))
+        stream, _stat = container.get_archive("/srv/site/.")
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = dest / f"site-{svc.id}-{stamp}.tar.gz"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as gz:
+            for chunk in stream:
+                gz.write(chunk)
+        return path
+
     def container_name(self, svc):
         return f"{infra.common()['prefix']}-web-{svc.id}"
 

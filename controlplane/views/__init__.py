@@ -34,7 +34,7 @@ def healthz():
 
 
 def init_app(app) -> None:
-    from . import audit, dashboard, ops, portal, quota, reports, services
+    from . import audit, dashboard, databases, ops, portal, quota, reports, services
 
     app.register_blueprint(bp)
     app.register_blueprint(portal.bp)
@@ -44,6 +44,8 @@ def init_app(app) -> None:
     app.register_blueprint(reports.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(quota.bp)
+    app.register_blueprint(databases.bp)
+    app.jinja_env.globals["database_backups"] = databases.backups_of
 
     @app.context_processor
     def inject_helpers():

@@ -1,0 +1,186 @@
+"""Databases: one PostgreSQL or MariaDB server per service, credentials kept encrypted."""
+from __future__ import annotations
+
+import socket
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import SelectField, StringField
+from wtforms.validators import DataRequired, Length
+
+import policies as pol
+
+from .. import credentials, infra, tasks
+from ..extensions import db
+from ..models import Service
+from . import Kind, register
+from .website import check_size, size_choices
+
+PORT_LOCK = "controlplane:lock:db-port"
+
+
+class DatabaseRequestForm(FlaskForm):
+    name = StringField(_l("Database name"), validators=[DataRequired(), Length(max=31)],
+                       description=_l("Lowercase letters, digits and _, starting with a "
+                                      "letter, e.g. dossiers_patients. It is also the user "
+                                      "name."))
+    size = SelectField(_l("Size"), validators=[DataRequired()], validate_choice=False)
+
+
+class Database(Kind):
+    form_class = DatabaseRequestForm
+    detail_template = "services/kinds/database.html"
+    extra_template = "services/kinds/database_extra.html"
+
+    def __init__(self, name: str, label, description):
+        self.name, self.label, self.description = name, label, description
+
+    def prepare_form(self, form, institution):
+        form.size.choices = size_choices(self.name)
+
+    def clean(self, data, institution):
+        from ..lifecycle import LifecycleError
+
+        name = (data.get("name") or "").strip().lower()
+        problem = pol.name_problem(current_app.extensions["policies"], "database", name)
+        if problem:
+            raise LifecycleError(_l("“%(name)s” cannot be used as a database name (%(problem)s)"
+                                    ": 3 to 31 lowercase letters, digits or _, starting with a "
+                                    "letter, and not a reserved name.", name=name,
+                                    problem=problem), field="name")
+        taken = db.session.scalar(select(Service.id).where(
+            Service.institution_id == institution.id, Service.kind == self.name,
+            Service.name == name, Service.status != "deleted"))
+        if taken:
+            raise LifecycleError(_l("Your institution already has a database named "
+                                    "%(name)s.", name=name), field="name")
+        version = current_app.extensions["policies"].catalogue[self.name].default_version
+        return {"name": name, "size": check_size(self.name, data.get("size")),
+                "params": {"username": name, "version": version}}
+
+    # --- worker side -------------------------------------------------------------------
+    def spec(self, svc: Service):
+        from provisioners.database import DatabaseSpec
+
+        size = self.size(svc.size)
+        root = infra.volumes_root()
+        return DatabaseSpec(
+            service_id=svc.id, institution_id=svc.institution_id,
+            institution=svc.institution.acronym, engine=self.name, db_name=svc.name,
+            username=svc.params.get("username", svc.name), limits=infra.limits(size),
+            image=current_app.extensions["policies"].catalogue[self.name].image,
+            host_port=int(svc.params.get("host_port") or 0),
+            publish_ip=current_app.config["DB_PUBLISH_IP"],
+            disk_bytes=size.disk_bytes if root else 0, volumes_root=root, **infra.common())
+
+    def _allocate_port(self, svc: Service) -> int:
+        """A published port from the configured range, unique among live databases."""
+        if svc.params.get("host_port"):
+            return int(svc.params["host_port"])
+        low, high = current_app.config["DB_PORT_RANGE"]
+        with tasks.redis_connection().lock(PORT_LOCK, timeout=30, blocking_timeout=30):
+            used = set()
+            for other in db.session.scalars(select(Service).where(
+                    Service.kind.in_(("postgresql", "mariadb")), Service.status != "deleted")):
+                if other.params.get("host_port"):
+                    used.add(int(other.params["host_port"]))
+            for port in range(low, high + 1):
+                if port in used or not _port_free(current_app.config["DB_PUBLISH_IP"], port):
+                    continue
+                svc.params = dict(svc.params, host_port=port)
+                db.session.commit()
+                return port
+        raise RuntimeError(f"no free port left in {low}-{high} for databases")
+
+    def provision(self, svc):
+        from provisioners import database
+
+        self._allocate_port(svc)
+        password = credentials.get(svc, "password")
+        if password is None:
+            password = credentials.generate_password()
+            credentials.put(svc, "password", password)
+            db.session.commit()
+        database.ensure_database(infra.docker_client(), self.spec(svc), password)
+
+    def rotate(self, svc: Service) -> None:
+        """New password: staged first, so a retry after a crash converges on the same one."""
+        from provisioners import database
+
+        staged = credentials.get(svc, "password_next")
+        if staged is None:
+            staged = credentials.generate_password()
+            credentials.put(svc, "password_next", staged)
+            db.session.commit()
+        database.set_password(infra.docker_client(), self.spec(svc), staged)
+        credentials.put(svc, "password", staged)
+        credentials.forget(svc, "password_next")
+
+    def stop(self, svc):
+        from provisioners import database
+
+        database.stop_database(infra.docker_client(), self.spec(svc))
+
+    def start(self, svc):
+        from provisioners import database
+
+        database.start_database(infra.docker_client(), self.spec(svc))
+
+    def remove(self, svc):
+        from provisioners import database
+
+        database.remove_database(infra.docker_client(), self.spec(svc))
+
+    def backup(self, svc, dest):
+        from provisioners import database
+
+        return database.backup(infra.docker_client(), self.spec(svc), dest)
+
+    def restore(self, svc, path):
+        from provisioners import database
+
+        database.restore(infra.docker_client(), self.spec(svc), path)
+
+    def connection(self, svc: Service, password: str) -> dict:
+        from provisioners.application import database_env
+
+        host = current_app.config.get("DB_PUBLIC_HOST") or current_app.config["DB_PUBLISH_IP"]
+        port = int(svc.params.get("host_port") or 0)
+        env = database_env(self.name, host, port, svc.name, svc.params.get("username", svc.name),
+                           password)
+        return {"host": host, "port": port, "database": svc.name,
+                "user": svc.params.get("username", svc.name), "password": password,
+                "url": env["DATABASE_URL"]}
+
+    def container_name(self, svc):
+        return f"{infra.common()['prefix']}-db-{svc.id}"
+
+    def probe(self, svc):
+        from provisioners import health
+
+        ok, detail = super().probe(svc)
+        port = int(svc.params.get("host_port") or 0)
+        if not ok or not port:
+            return ok, detail
+        result = health.tcp_probe(current_app.config["DB_PUBLISH_IP"], port)
+        return result.ok, f"TCP {result.detail} ({result.latency_ms:.0f} ms)"
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+register(Database("postgresql", _l("PostgreSQL database"),
+                  _l("A PostgreSQL 15 server of your own, reachable from your institution’s "
+                     "servers; daily backups, restore on demand.")))
+register(Database("mariadb", _l("MariaDB database"),
+                  _l("A MariaDB server of your own, reachable from your institution’s servers; "
+                     "daily backups, restore on demand.")))

@@ -55,12 +55,23 @@ class Config:
     ROLLUP_INTERVAL = 300
     BACKUP_CHECK_INTERVAL = 600
     RETENTION_INTERVAL = 3600
+    MAIL_USAGE_INTERVAL = 300
 
     # Databases: published on this address, ports from this range
     DB_PUBLISH_IP = "127.0.0.1"
     DB_PUBLIC_HOST = None  # the name institutions' servers use (default: DB_PUBLISH_IP)
     DB_PORT_RANGE = (20000, 20999)
     BACKUP_EVERY_HOURS = 24
+
+    # Mail platform (one Postfix + Dovecot container for every institution)
+    MAIL_IMAGE = "comgov/mail:bookworm"
+    MAIL_PUBLISH_IP = "127.0.0.1"
+    MAIL_SMTP_PORT = 2525  # 25 in production
+    MAIL_IMAP_PORT = 1143  # 143 in production
+    MAIL_SUBMISSION_PORT = 1587  # 587 in production
+    MAIL_HOSTNAME = "mail.gov.bi"
+    MAIL_SERVICE_PASSWORD = None  # the platform's read-only directory account
+    LDAP_LDAPI_DIR = None  # host folder holding only slapd's ldapi socket (for the mail platform)
 
     # Storage (defaults under the instance folder)
     VOLUMES_ROOT = None  # loop-mounted quota volumes

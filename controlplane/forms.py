@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DateField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 
 class ActionForm(FlaskForm):
@@ -47,3 +47,15 @@ class PlanForm(FlaskForm):
 class ImageUploadForm(FlaskForm):
     archive = FileField(_l("Image archive (output of docker save, .tar)"),
                         validators=[FileRequired()])
+
+
+class MailboxForm(FlaskForm):
+    local = StringField(_l("Address (before the @)"), validators=[DataRequired(), Length(max=64)])
+    quota_mib = IntegerField(_l("Storage quota (MiB)"), validators=[DataRequired(),
+                                                                    NumberRange(min=1)])
+
+
+class AliasForm(FlaskForm):
+    local = StringField(_l("Alias (before the @)"), validators=[DataRequired(), Length(max=64)])
+    targets = TextAreaField(_l("Delivered to (addresses of your institution, one per line)"),
+                            validators=[DataRequired(), Length(max=4000)])

@@ -93,9 +93,10 @@ def check_platform() -> dict:
     results = {}
     state, _ = probes.container_state(infra.docker_client(), f"{cfg['DOCKER_PREFIX']}-proxy")
     results["proxy"] = {"ok": state == "running", "detail": state}
-    mail = current_app.extensions.get("mail_probe")
-    if mail is not None:
-        results.update(mail())
+    if current_app.config.get("MAIL_SERVICE_PASSWORD"):
+        from . import mail
+
+        results.update({f"mail-{k}": v for k, v in mail.probe().items()})
     for name, result in results.items():
         key = f"health:platform:{name}"
         if result["ok"]:

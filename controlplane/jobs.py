@@ -114,7 +114,11 @@ def ensure_service_account(svc: Service) -> None:
         cfg, acronym, svc.id, password, f"{svc.kind} {svc.hostname or svc.name or svc.id}")
     author = svc.request.author if svc.request is not None else None
     if author is not None and author.institution_id == svc.institution_id:
-        service_accounts.add_manager(cfg, acronym, svc.id, author.username)
+        try:
+            service_accounts.add_manager(cfg, acronym, svc.id, author.username)
+        except ValueError as exc:  # the requester left the directory since: no manager
+            log.warning("event=service.manager_skipped service=%s user=%s reason=%s", svc.id,
+                        author.username, exc)
 
 
 HANDLERS = {"provision": _provision, "stop": _stop, "start": _start, "delete": _delete}

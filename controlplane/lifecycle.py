@@ -103,14 +103,20 @@ def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
     if inst is None or not actor.is_focal_point:
         raise LifecycleError(_l("Only an institution's focal points can request hosting."))
     kind = kinds.get(kind_name)
-    if kind is None or not quotas.policies().kind_enabled(kind_name):
+    if kind is None or (kind.counts_against_quota
+                        and not quotas.policies().kind_enabled(kind_name)):
         raise LifecycleError(_l("Unknown kind of service “%(kind)s”.", kind=kind_name))
     clean = kind.clean(data, inst)
     actor_id, inst_id = actor.id, inst.id
     quotas.lock(inst_id)
     inst = db.session.get(Institution, inst_id)
-    demand = {"kind": kind.name, "size": clean["size"]}
-    decision = quotas.decide(inst, demand)
+    if kind.counts_against_quota:
+        decision = quotas.decide(inst, {"kind": kind.name, "size": clean["size"]})
+    else:
+        import policies as pol
+
+        decision = pol.Decision(allowed=True, automatic=False, approvals_needed=1,
+                                rule="operator", reasons=())
     if not decision.allowed:
         db.session.rollback()
         raise LifecycleError(_l("Refused by the quota: %(reasons)s",
@@ -322,7 +328,12 @@ def _grant(req: Request) -> QuotaGrant:
 
 def request_service_action(actor: Account, svc: Service, action: str) -> None:
     """stop / start / delete / retry: record the intent, then let a worker do it."""
+    from . import kinds
+
     allowed = SERVICE_ACTIONS.get(svc.status, set())
+    kind = kinds.get(svc.kind)
+    if kind is not None and kind.actions is not None:
+        allowed = allowed & kind.actions
     if action not in allowed or (svc.pending_action and svc.status != "failed"):
         raise LifecycleError(_l("This action is not possible while the status is “%(status)s”.",
                                 status=svc.status))

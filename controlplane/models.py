@@ -273,6 +273,7 @@ class Mailbox(db.Model):
     targets: Mapped[list] = mapped_column(JSON, default=list)
     quota_mib: Mapped[int] = mapped_column(default=0)
     enabled: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     used_bytes: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -52,3 +52,15 @@ def purge_expired() -> int:
 
     with _context():
         return backups.purge_expired() + usage.purge_old()
+
+
+def mail_usage() -> int:
+    """Mailbox storage used, for quota warnings and statements."""
+    from flask import current_app
+
+    from . import mail
+
+    with _context():
+        if not current_app.config.get("MAIL_SERVICE_PASSWORD"):
+            return 0
+        return mail.refresh_usage()

@@ -50,11 +50,13 @@ def lock(institution_id: int) -> None:
 
 def held_items(institution_id: int, *, exclude_request: int | None = None) -> list:
     """Everything that counts against the quota: live services, waiting requests, mailboxes."""
+    counted = list(pol.KINDS)  # kinds without containers (official mail) hold nothing
     items: list = list(db.session.scalars(select(Service).where(
-        Service.institution_id == institution_id, Service.status != "deleted")))
+        Service.institution_id == institution_id, Service.status != "deleted",
+        Service.kind.in_(counted))))
     waiting = select(Request).where(Request.institution_id == institution_id,
                                     Request.status == "submitted",
-                                    Request.kind != "quota_increase")
+                                    Request.kind.in_(counted))
     for req in db.session.scalars(waiting):
         if req.id != exclude_request:
             item = {"kind": req.kind, "size": req.size, "status": req.status}

@@ -28,6 +28,7 @@ SCHEDULE = (
     Periodic("rollup", "controlplane.periodic.rollup_usage", "ROLLUP_INTERVAL"),
     Periodic("backups", "controlplane.periodic.scheduled_backups", "BACKUP_CHECK_INTERVAL"),
     Periodic("retention", "controlplane.periodic.purge_expired", "RETENTION_INTERVAL"),
+    Periodic("mail-usage", "controlplane.periodic.mail_usage", "MAIL_USAGE_INTERVAL"),
 )
 
 

@@ -141,6 +141,29 @@ def remount_all(root: Path) -> list[str]:
     return names
 
 
+def unmount_all(root: Path) -> list[str]:
+    """Unmount every image under root, keeping the images (platform stop, test teardown).
+
+    Afterwards the directory tree can be deleted like any other (nothing mounted, nothing
+    immutable). Containers still using a volume keep it alive until they stop.
+    """
+    root = Path(os.path.realpath(root))
+    if not root.is_dir():
+        return []
+    names = []
+    with _locked(root):
+        for image in sorted(root.glob("*.img")):
+            name = image.name[: -len(".img")]
+            _, mountpoint, _ = _paths(root, name)
+            if _mount_at(mountpoint) is not None:
+                _unmount(mountpoint)
+                names.append(name)
+            if mountpoint.exists():
+                _set_immutable(mountpoint, False)
+    log.info("event=quota.unmount_all root=%s volumes=%d", root, len(names))
+    return names
+
+
 def is_mounted(root: Path, name: str) -> bool:
     """Whether the volume's filesystem is mounted (a Docker bind would otherwise be empty)."""
     return _mount_at(_paths(root, name)[1]) is not None

@@ -53,6 +53,14 @@ def _remove_docker_objects(client, prefix: str) -> None:
             network.remove()
         except docker.errors.NotFound:
             pass
+    # Quota volumes are loop-mounted filesystems under each test's instance folder.
+    import subprocess
+
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        mounts = [line.split()[4] for line in fh]
+    for point in mounts:
+        if f"/{prefix}-" in point and point.endswith(".mnt"):
+            subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -242,3 +250,19 @@ def run_worker(app) -> None:
     with app.app_context():
         SimpleWorker([Queue(app.config["RQ_QUEUE"], connection=conn)],
                      connection=conn).work(burst=True)
+
+
+@pytest.fixture(scope="session")
+def mail_settings(docker_client, session_dir, ldap_config, tmp_path_factory):
+    """Configuration of a mail platform for the session (image built once, free ports)."""
+    from provisioners import images
+
+    images.ensure_base_image(docker_client, tmp_path_factory.mktemp("base"))
+    images.ensure_image(docker_client, "mail")
+    return {
+        "MAIL_SERVICE_PASSWORD": secrets.token_urlsafe(24),
+        "LDAP_LDAPI_DIR": str(devstack.default_ldapi_path(session_dir / "slapd").parent),
+        "MAIL_SMTP_PORT": devstack.free_port(),
+        "MAIL_IMAP_PORT": devstack.free_port(),
+        "MAIL_SUBMISSION_PORT": devstack.free_port(),
+    }

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from controlplane.extensions import db
-from controlplane.models import Account, Institution, Request, Service, Task
+from controlplane.models import Account, Backup, Institution, Request, Service, Task
 
 
 @pytest.fixture
@@ -31,8 +31,12 @@ def obr_objects(app, auth):
                     params={"month": "2026-10"}, status="done", result_path="/tmp")
         db.session.add(task)
         db.session.commit()
+        backup = Backup(service_id=svc.id, institution_id=obr.id, trigger="manual",
+                        path="/nonexistent")
+        db.session.add(backup)
+        db.session.commit()
         return {"request_id": req.id, "service_id": svc.id, "task_id": task.id,
-                "institution_id": obr.id}
+                "institution_id": obr.id, "backup_id": backup.id}
 
 
 def all_routes(app):

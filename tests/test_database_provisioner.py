@@ -72,6 +72,7 @@ def server(request, docker_client, docker_prefix, tmp_path_factory):
     elapsed = time.monotonic() - started
     yield spec, password, elapsed
     database.remove_database(docker_client, spec)
+    volumes.unmount_all(spec.volumes_root)  # safety net: pytest can then delete the tmp dir
 
 
 def test_connect_with_issued_credentials(server):

@@ -164,3 +164,33 @@ def test_docker_detection(tmp_path):
     assert isinstance(available, bool)
     if available:
         assert devstack.ensure_dockerd(tmp_path / "dockerd.log") is None
+
+
+def test_slapd_listens_on_ldapi_socket_alone_in_its_directory(tmp_path):
+    import urllib.parse
+
+    password = secrets.token_urlsafe(12)
+    socket_path = tmp_path / "sock-dir" / "ldapi"
+    proc = devstack.start_slapd(tmp_path / "ldap", devstack.free_port(), base_dn="dc=gov,dc=bi",
+                                admin_dn="cn=admin,dc=gov,dc=bi", admin_password=password,
+                                ldapi_path=socket_path)
+    try:
+        assert socket_path.is_socket()
+        assert os.listdir(socket_path.parent) == ["ldapi"]  # nothing else gets bind-mounted
+        assert stat.S_IMODE(os.stat(socket_path.parent).st_mode) == 0o755
+        uri = "ldapi://" + urllib.parse.quote(str(socket_path), safe="")
+        conn = ldap3.Connection(ldap3.Server(uri, get_info=ldap3.NONE),
+                                "cn=admin,dc=gov,dc=bi", password)
+        assert conn.bind()
+        conn.unbind()
+        assert "include " + str(tmp_path / "ldap" / "schema" / "comgov.schema") in \
+            (tmp_path / "ldap" / "slapd.conf").read_text()
+    finally:
+        devstack.stop_process(proc)
+
+
+def test_default_slapd_has_mail_schema_and_socket(session_dir, ldap_config):
+    assert devstack.default_ldapi_path(session_dir / "slapd").is_socket()
+    text = (session_dir / "slapd" / "slapd.conf").read_text()
+    assert f'dn.exact="{devstack.mail_service_dn(ldap_config.base_dn)}"' in text
+    assert "filter=(mailEnabled=FALSE) by * none" in text

@@ -27,8 +27,11 @@ OWNER = (1000, 1000)
 
 
 @pytest.fixture
-def root(tmp_path) -> Path:
-    return tmp_path / "volumes"
+def root(tmp_path):
+    """The test's volumes root; whatever stays mounted is unmounted so tmp dirs can go."""
+    root = tmp_path / "volumes"
+    yield root
+    volumes.unmount_all(root)
 
 
 @pytest.fixture
@@ -174,6 +177,24 @@ def test_remount_after_manual_umount(docker_client, docker_prefix, root, made):
     volumes.ensure_quota_volume(docker_client, name, 32 * MiB, labels, root)  # ensure remounts
     container = start_sleeper(docker_client, docker_prefix, "vq-c5", name, made)
     assert container.exec_run(["cat", "/data/data.txt"]).output == b"on the quota filesystem"
+
+
+def test_unmount_all_leaves_a_deletable_tree(docker_client, docker_prefix, root):
+    import shutil
+
+    names = [f"{docker_prefix}-vq-6", f"{docker_prefix}-vq-7"]
+    for name in names:
+        volumes.ensure_quota_volume(docker_client, name, 16 * MiB, vol_labels(docker_prefix),
+                                    root)
+    try:
+        assert volumes.unmount_all(root) == sorted(names)
+        assert not any(volumes.is_mounted(root, name) for name in names)
+        assert volumes.remount_all(root) == sorted(names)  # the images were kept
+        volumes.unmount_all(root)
+        shutil.rmtree(root)
+    finally:
+        for name in names:
+            volumes.remove_quota_volume(docker_client, name, root)
 
 
 def test_invalid_names_and_sizes(docker_client, root):

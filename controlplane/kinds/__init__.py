@@ -16,6 +16,9 @@ class Kind:
     label: Any = ""
     description: Any = ""
     form_class: type[FlaskForm]
+    counts_against_quota = True  # False: no container; no quota decision (one operator)
+    actions: set[str] | None = None  # None: every lifecycle action; else only these
+    requestable = True
     detail_template: str | None = None  # facts (dt/dd) included in the service page
     extra_template: str | None = None  # actions and tables shown below the facts
 
@@ -87,4 +90,4 @@ def all_kinds() -> list[Kind]:
 
 def load() -> None:
     """Import the kind modules (they register themselves)."""
-    from . import application, database, website  # noqa: F401
+    from . import application, database, mail, website  # noqa: F401

@@ -34,7 +34,8 @@ def healthz():
 
 
 def init_app(app) -> None:
-    from . import audit, dashboard, databases, ops, portal, quota, reports, services
+    from . import (audit, dashboard, databases, mailboxes, ops, portal, quota, reports,
+                   services)
 
     app.register_blueprint(bp)
     app.register_blueprint(portal.bp)
@@ -45,6 +46,7 @@ def init_app(app) -> None:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(quota.bp)
     app.register_blueprint(databases.bp)
+    app.register_blueprint(mailboxes.bp)
     app.jinja_env.globals["database_backups"] = databases.backups_of
 
     @app.context_processor

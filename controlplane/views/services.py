@@ -82,10 +82,16 @@ def service_detail(service_id: int):
     uploads = db.session.scalars(select(ContentUpload).where(ContentUpload.service_id == svc.id)
                                  .order_by(ContentUpload.id.desc()).limit(5)).all()
     can_act = not current_user.is_auditor
+    from .. import kinds
+
+    allowed = kinds.get(svc.kind).actions if kinds.get(svc.kind) else None
     actions = sorted(SERVICE_ACTIONS.get(svc.status, set()) - {"resize"}) if can_act else []
+    if allowed is not None:
+        actions = [a for a in actions if a in allowed]
     if svc.pending_action and svc.status != "failed":
         actions = []
     can_resize = (current_user.is_focal_point and not svc.pending_action
+                  and (allowed is None or "resize" in allowed)
                   and "resize" in SERVICE_ACTIONS.get(svc.status, set()))
     sizes = current_app.extensions["policies"].size_names(svc.kind) if can_resize else []
     return render_template("services/service.html", svc=svc, events=events, uploads=uploads,

@@ -130,6 +130,47 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+@click.group("mail")
+def mail_cli() -> None:
+    """The shared mail platform."""
+
+
+@mail_cli.command("ensure")
+@with_appcontext
+def mail_ensure() -> None:
+    """Create or repair the mail platform (Postfix + Dovecot) and its directory account."""
+    from . import mail
+
+    if not current_app.config.get("MAIL_SERVICE_PASSWORD"):
+        click.echo("mail: MAIL_SERVICE_PASSWORD is not set; the mail platform is not started")
+        return
+    mail.ensure_platform()
+    cfg = current_app.config
+    click.echo(f"mail: SMTP {cfg['MAIL_PUBLISH_IP']}:{cfg['MAIL_SMTP_PORT']}, "
+               f"IMAP {cfg['MAIL_PUBLISH_IP']}:{cfg['MAIL_IMAP_PORT']}")
+
+
+@click.group("volumes")
+def volumes_cli() -> None:
+    """Loop-mounted quota volumes."""
+
+
+@volumes_cli.command("remount")
+@with_appcontext
+def volumes_remount() -> None:
+    """Mount every quota volume again (after a reboot), before containers start using them."""
+    from pathlib import Path
+
+    from provisioners import volumes
+
+    from . import infra
+
+    root = infra.volumes_root()
+    if root and Path(root).exists():
+        done = volumes.remount_all(Path(root))
+        click.echo(f"volumes: {len(done)} mounted")
+
+
 @click.group("policy")
 def policy_cli() -> None:
     """Policy files."""
@@ -170,6 +211,8 @@ def init_app(app) -> None:
     app.cli.add_command(scheduler_cmd)
     app.cli.add_command(proxy_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(mail_cli)
+    app.cli.add_command(volumes_cli)
 
 
 # Commands that must work even when the app cannot be built (bad policy file, no instance yet).

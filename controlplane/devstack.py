@@ -197,7 +197,13 @@ def slapd_config(workdir: Path, *, base_dn: str, admin_dn: str, admin_password: 
             f' by dn.exact="{mail_dn}" read by * break',
             f'access to * by dn.exact="{mail_dn}" none by * break',
         ]
+    # A service's directory account sees its own institution and nothing else.
+    svc = rf"^uid=svc-[0-9]+,ou=services,ou=[^,]+,ou=institutions,{base_dn}$$"
     lines += [
+        rf'access to dn.regex="^(.+,)?ou=([^,]+),ou=institutions,{base_dn}$"'
+        rf' by dn.regex="^uid=svc-[0-9]+,ou=services,ou=$2,ou=institutions,{base_dn}$$" read'
+        f' by dn.regex="{svc}" none by * break',
+        f'access to * by dn.regex="{svc}" none by * break',
         "access to * by users read by anonymous auth by * none",
         "",
     ]

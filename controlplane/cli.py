@@ -171,6 +171,35 @@ def volumes_remount() -> None:
         click.echo(f"volumes: {len(done)} mounted")
 
 
+@click.group("person")
+def person_cli() -> None:
+    """People of the directory."""
+
+
+@person_cli.command("disable")
+@click.argument("uid")
+@with_appcontext
+def person_disable(uid: str) -> None:
+    """Disable a person: no more sign-in, removed from every group in one action."""
+    from provisioners import service_accounts
+
+    from . import audit
+    from .auth import directory_config
+    from .extensions import db
+    from .models import Account
+
+    try:
+        groups = service_accounts.disable_person_everywhere(directory_config(), uid)
+    except ValueError as exc:
+        click.echo(f"person: {exc}", err=True)
+        sys.exit(1)
+    account = db.session.scalar(db.select(Account).where(Account.username == uid))
+    if account is not None:
+        audit.record("account.disabled", account, after={"groups_left": groups})
+        db.session.commit()
+    click.echo(f"{uid} disabled; removed from {len(groups)} group(s)")
+
+
 @click.group("policy")
 def policy_cli() -> None:
     """Policy files."""
@@ -213,6 +242,7 @@ def init_app(app) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(mail_cli)
     app.cli.add_command(volumes_cli)
+    app.cli.add_command(person_cli)
 
 
 # Commands that must work even when the app cannot be built (bad policy file, no instance yet).

@@ -145,7 +145,7 @@ def check_warnings() -> int:
             continue
         found = []
         if sample is not None and sample.disk_used is not None:
-            found = pol.warnings(pol.Resources(disk_mib=sample.disk_used / 2**20),
+            found = pol.warnings(pol.Resources(disk_mib=int(sample.disk_used // 2**20)),
                                  pol.Resources(disk_mib=size.disk_mib), thresholds)
         if found:
             raise_alert("quota_warning", key, f"{svc.hostname or svc.name}: "
@@ -157,7 +157,7 @@ def check_warnings() -> int:
         held = allocated(inst.id)
         used_mail = sum(m.used_bytes or 0 for m in db.session.scalars(select(Mailbox).where(
             Mailbox.institution_id == inst.id)))
-        held = held.with_value("mail_storage_mib", max(used_mail / 2**20, 0)) \
+        held = held.with_value("mail_storage_mib", int(used_mail // 2**20)) \
             if used_mail else held
         found = pol.warnings(held, effective(inst), thresholds)
         keys = set()

@@ -154,7 +154,7 @@ def format_reason(reason: Reason, locale: str = "fr") -> str:
 
 
 def format_warning(warning: UsageWarning, locale: str = "fr") -> str:
-    """'disque : 9,2 Gio utilisés sur 10 Gio (92 %), seuil d'alerte 90 %'."""
+    """'disque : 9,2 Gio utilisés sur 10 Gio (92 %), seuil d’alerte 90 %'."""
     lang = _lang(locale)
     res = warning.resource
     label = resource_label(res, lang)
@@ -168,6 +168,6 @@ def format_warning(warning: UsageWarning, locale: str = "fr") -> str:
     if lang == "fr":
         return (f"{label} : {used} {_agree('utilisé', res, warning.used)} sur {quota} "
                 f"({format_number(warning.percent, 'fr', 1)} %), "
-                f"seuil d'alerte {warning.threshold} %")
+                f"seuil d’alerte {warning.threshold} %")
     return (f"{label}: {used} used of {quota} ({format_number(warning.percent, 'en', 1)}%), "
             f"warning threshold {warning.threshold}%")

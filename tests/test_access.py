@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from controlplane.extensions import db
-from controlplane.models import Account, Backup, Institution, Request, Service, Task
+from controlplane.models import (Account, Backup, Institution, Mailbox, Request, Service,
+                                 Task)
 
 
 @pytest.fixture
@@ -33,10 +34,11 @@ def obr_objects(app, auth):
         db.session.commit()
         backup = Backup(service_id=svc.id, institution_id=obr.id, trigger="manual",
                         path="/nonexistent")
-        db.session.add(backup)
+        box = Mailbox(institution_id=obr.id, address="recettes@obr.gov.bi", quota_mib=256)
+        db.session.add_all([backup, box])
         db.session.commit()
         return {"request_id": req.id, "service_id": svc.id, "task_id": task.id,
-                "institution_id": obr.id, "backup_id": backup.id}
+                "institution_id": obr.id, "backup_id": backup.id, "mailbox_id": box.id}
 
 
 def all_routes(app):
@@ -53,7 +55,7 @@ def fill(rule, ids) -> str | None:
             path = path.replace(f"<int:{name}>", str(ids[name])).replace(f"<{name}>",
                                                                          str(ids[name]))
         elif name == "action":
-            path = path.replace("<action>", "stop")
+            path = path.replace("<action>", "stop" if "/mail/" not in path else "disable")
         elif name == "fmt":
             path = path.replace("<fmt>", "csv")
         else:

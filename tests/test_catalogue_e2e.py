@@ -215,7 +215,7 @@ def test_bad_application_requests_create_nothing(app, client, auth, data, messag
         assert db.session.scalar(select(Request)) is None
 
 
-@pytest.mark.parametrize("name", ["Registre", "postgres", "ab", "x" * 40, "drop;table"])
+@pytest.mark.parametrize("name", ["1registre", "postgres", "ab", "x" * 40, "drop;table"])
 def test_bad_database_names(app, client, auth, name):
     auth.login("fp.sante")
     response = auth.post("/portal/requests/new/postgresql", {"name": name, "size": "S"},

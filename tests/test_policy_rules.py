@@ -356,7 +356,7 @@ def test_warnings_when_use_crosses_the_threshold():
     found = policies.warnings(usage, quota, POL.warning_threshold)
     assert [(w.resource, w.percent) for w in found] == [("memory_mib", 100.0), ("disk_mib", 90.0)]
     assert policies.format_warning(found[1], "fr") == \
-        "disque : 90 Gio utilisés sur 100 Gio (90 %), seuil d'alerte 90 %"
+        "disque : 90 Gio utilisés sur 100 Gio (90 %), seuil d’alerte 90 %"
     assert policies.format_warning(found[1], "en") == \
         "disk: 90 GiB used of 100 GiB (90%), warning threshold 90%"
     assert policies.warnings(Resources(disk_mib=92159), quota, {"disk_mib": 90}) == []

@@ -42,13 +42,14 @@ def test_disk_warning_reaches_focal_points_and_operators(app, client, auth):
         assert quotas.check_warnings() >= 1
         alert = db.session.scalar(select(Alert).where(Alert.kind == "quota_warning"))
         assert alert.service_id == svc.id and "94,9 %" in alert.message
+        svc_id, inst_id = svc.id, inst.id
     auth.login("fp.sante")
     assert "plein.minisante.gov.bi" in client.get("/portal/usage").get_data(as_text=True)
     auth.logout()
     auth.login("op.one")
     assert "plein.minisante.gov.bi" in client.get("/ops/dashboard").get_data(as_text=True)
     with app.app_context():
-        db.session.add(UsageSample(at=utcnow(), service_id=svc.id, institution_id=inst.id,
+        db.session.add(UsageSample(at=utcnow(), service_id=svc_id, institution_id=inst_id,
                                    disk_used=1024))
         db.session.commit()
         quotas.check_warnings()

@@ -150,6 +150,18 @@ def mail_ensure() -> None:
                f"IMAP {cfg['MAIL_PUBLISH_IP']}:{cfg['MAIL_IMAP_PORT']}")
 
 
+@click.command("firewall")
+def firewall_cmd() -> None:
+    """Forbid tenant containers to open connections to the host itself (iptables, as root)."""
+    from provisioners import firewall
+
+    if firewall.ensure_host_isolation():
+        click.echo("firewall: tenant containers cannot reach services of the host")
+    else:
+        click.echo("firewall: iptables not usable (run as root); host services stay reachable "
+                   "from containers", err=True)
+
+
 @click.group("volumes")
 def volumes_cli() -> None:
     """Loop-mounted quota volumes."""
@@ -247,6 +259,7 @@ def init_app(app) -> None:
 
 # Commands that must work even when the app cannot be built (bad policy file, no instance yet).
 main.add_command(policy_cli)
+main.add_command(firewall_cmd)
 try:
     from .platform import platform_cli
 

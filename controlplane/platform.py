@@ -181,7 +181,7 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
         )))
 
     env = {**os.environ, "CONTROLPLANE_INSTANCE": str(instance), "PYTHONUNBUFFERED": "1"}
-    for args in (["volumes", "remount"], ["db", "upgrade"], ["demo", "load"], ["proxy", "ensure"],
+    for args in (["firewall"], ["volumes", "remount"], ["db", "upgrade"], ["demo", "load"], ["proxy", "ensure"],
                  ["mail", "ensure"]):
         _say("controlplane " + " ".join(args))
         result = subprocess.run([str(cli), *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL)

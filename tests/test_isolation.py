@@ -175,13 +175,17 @@ def test_server_container_is_hardened(docker_client, tenants):
     assert not host["Privileged"] and host["NetworkMode"] not in ("host", "default")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN GAP: the host's INPUT chain accepts everything, so a host service bound to "
-    "0.0.0.0 (sshd, exporters...) is reachable from every tenant through its gateway. "
-    "Fix on the host: iptables -I INPUT -i br-+ -j DROP and -i docker0 -j DROP, preceded by "
-    "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT for the same interfaces. "
-    "Remove this marker once the platform installs that rule."))
-def test_host_services_on_all_interfaces_are_not_reachable(tenants):
+@pytest.fixture
+def host_firewall():
+    """The platform's host rule (make run installs it at start): tenants cannot reach the host."""
+    from provisioners import firewall
+
+    if not firewall.ensure_host_isolation():
+        pytest.skip("iptables is not usable here (not root?)")
+    yield
+
+
+def test_host_services_on_all_interfaces_are_not_reachable(tenants, host_firewall):
     import threading
 
     with socket.socket() as listener:

@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from harness import docker_run, percentile, platform, wait_http
+from harness import docker_run, percentile, platform, wait_http, wait_until
 
 
 def main() -> int:
@@ -48,6 +48,10 @@ def main() -> int:
             assert svc is not None, "size S is not approved automatically"
             db.session.commit()  # no read transaction left open while polling
             end = wait_http(h.proxy_port, host)
+            # Let the worker finish the job's tail (directory account) before the next round.
+            wait_until(lambda: (db.session.expire_all() or True) and
+                       db.session.get(Request, req.id).service.status == "running", 60, 0.02)
+            db.session.commit()
             if "--detail" in sys.argv:
                 from rq.job import Job
 

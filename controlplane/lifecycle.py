@@ -157,6 +157,11 @@ def submit_resize(actor: Account, svc: Service, size: str) -> Request:
     if size == svc.size:
         raise LifecycleError(_l("The service already has size %(size)s.", size=size),
                              field="size")
+    policies = quotas.policies()
+    if policies.size(svc.kind, size).disk_mib < policies.size(svc.kind, svc.size).disk_mib:
+        raise LifecycleError(_l("A service’s disk cannot shrink (its filesystem has a hard "
+                                "size): choose a size with at least as much disk, or create a "
+                                "new service and move the data."), field="size")
     svc_id, actor_id, inst_id = svc.id, actor.id, svc.institution_id
     quotas.lock(inst_id)
     svc = db.session.get(Service, svc_id)

@@ -211,8 +211,6 @@ def _enqueue(action: str, box: Mailbox) -> None:
 
 def run(mailbox_id: int, action: str) -> str:
     """Job: close sessions, or archive + remove a mailbox (final backup kept per policies)."""
-    from datetime import timedelta
-
     from provisioners import mail, mailboxes
 
     with _context():
@@ -225,13 +223,8 @@ def run(mailbox_id: int, action: str) -> str:
                 mail.kick_mailbox(client, spec, box.address)
                 return "done"
             anchor = mail_service(box.institution)
-            path = _archive(client, spec, box)
-            if path is not None and anchor is not None:
-                days = current_app.extensions["retention"].days("final")
-                db.session.add(Backup(service_id=anchor.id, institution_id=box.institution_id,
-                                      trigger="final", path=str(path),
-                                      size_bytes=path.stat().st_size,
-                                      expires_at=utcnow() + timedelta(days=days)))
+            if anchor is not None:
+                archive_mailbox(client, spec, box, anchor)
             mailboxes.remove_mailbox(cfg(), box.institution.acronym, box.address)
             mail.kick_mailbox(client, spec, box.address)
             mail.purge_mailbox_storage(client, spec, box.address)
@@ -246,6 +239,21 @@ def run(mailbox_id: int, action: str) -> str:
         db.session.delete(box)
         db.session.commit()
         return "done"
+
+
+def archive_mailbox(client, spec, box: Mailbox, anchor: Service) -> Backup | None:
+    """A final backup of a mailbox's store, kept for the retention period of policies/."""
+    from datetime import timedelta
+
+    path = _archive(client, spec, box)
+    if path is None:
+        return None
+    days = current_app.extensions["retention"].days("final")
+    backup = Backup(service_id=anchor.id, institution_id=box.institution_id, trigger="final",
+                    path=str(path), size_bytes=path.stat().st_size,
+                    expires_at=utcnow() + timedelta(days=days))
+    db.session.add(backup)
+    return backup
 
 
 def _archive(client, spec, box: Mailbox):

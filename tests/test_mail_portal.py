@@ -206,3 +206,27 @@ def test_aliases_deliver_and_bad_ones_are_refused(mail_app, auth):
     with app.app_context():
         assert db.session.scalar(select(Mailbox).where(
             Mailbox.address == "contact2@minisante.gov.bi")) is None
+
+
+def test_deleting_official_mail_archives_every_mailbox(mail_app, auth):
+    from controlplane.models import Service
+
+    app = mail_app
+    auth.login("fp.sante")
+    password = create_mailbox(auth, "archivee")
+    address = "archivee@minisante.gov.bi"
+    with smtplib.SMTP("127.0.0.1", app.config["MAIL_SMTP_PORT"], timeout=10) as smtp:
+        smtp.sendmail("x@example.org", [address], message("x@example.org", address, "A garder"))
+    assert wait_for_mail(app, address, password, "A garder")
+    with app.app_context():
+        svc_id = db.session.scalar(select(Service.id).where(
+            Service.kind == "mail", Service.name == "minisante.gov.bi"))
+    auth.post(f"/services/{svc_id}/actions/delete", page=f"/services/{svc_id}")
+    run_worker(app)
+    with app.app_context():
+        assert db.session.get(Service, svc_id).status == "deleted"
+        assert db.session.scalar(select(Mailbox).where(
+            Mailbox.address == "archivee@minisante.gov.bi")) is None
+        finals = db.session.scalars(select(Backup).where(Backup.service_id == svc_id,
+                                                         Backup.trigger == "final")).all()
+        assert any("archivee@minisante.gov.bi" in b.path for b in finals)

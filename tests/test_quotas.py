@@ -229,3 +229,20 @@ def test_resize_counts_only_the_increase(app, client, auth):
     page = auth.post(f"/services/{service_id}/resize", {"size": "L"},
                      page=f"/services/{service_id}", follow_redirects=True).get_data(as_text=True)
     assert "déjà en attente" in page
+
+
+def test_resize_to_less_disk_is_refused(app, client, auth):
+    auth.login("fp.sante")
+    submit(auth, "grand.minisante.gov.bi", "L")
+    with app.app_context():
+        req = db.session.scalar(select(Request))
+        svc = Service(institution_id=req.institution_id, request_id=req.id, kind="website",
+                      hostname="grand.minisante.gov.bi", size="L", status="running")
+        req.status = "active"
+        db.session.add(svc)
+        db.session.commit()
+        service_id = svc.id
+    page = auth.post(f"/services/{service_id}/resize", {"size": "S"},
+                     page=f"/services/{service_id}", follow_redirects=True)
+    assert 'class="flash error"' in page.get_data(as_text=True)
+    assert count(app) == 1

@@ -58,10 +58,13 @@ class MailDomain(Kind):
         from .. import infra
         from ..mail import cfg, platform_spec
 
+        from ..mail import archive_mailbox
+
         client, spec = infra.docker_client(), platform_spec()
         for box in db.session.scalars(select(Mailbox).where(
                 Mailbox.institution_id == svc.institution_id)):
             if not box.is_alias:
+                archive_mailbox(client, spec, box, svc)  # kept for the retention period
                 mail.kick_mailbox(client, spec, box.address)
                 mail.purge_mailbox_storage(client, spec, box.address)
             db.session.delete(box)

@@ -63,6 +63,13 @@ class Config:
     DB_PORT_RANGE = (20000, 20999)
     BACKUP_EVERY_HOURS = 24
 
+    # Websites' SFTP access (one sshd per site, the login is the site's service account)
+    SFTP_ENABLED = True
+    SFTP_IMAGE = "comgov/sftp:bookworm"
+    SFTP_PUBLISH_IP = "127.0.0.1"
+    SFTP_PUBLIC_HOST = None  # the name shown in sftp:// addresses (default: SFTP_PUBLISH_IP)
+    SFTP_PORT_RANGE = (22000, 22999)
+
     # Mail platform (one Postfix + Dovecot container for every institution)
     MAIL_IMAGE = "comgov/mail:bookworm"
     MAIL_PUBLISH_IP = "127.0.0.1"

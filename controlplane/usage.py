@@ -36,7 +36,7 @@ def sample_all() -> int:
             row[key] += getattr(s, key) or 0
         for key in ("net_rx", "net_tx"):
             row[key] += getattr(s, key) or 0
-        if s.disk_used is not None:
+        if s.disk_used is not None and s.kind != "sftp":  # it mounts the site's own volume
             row["disk_used"] = (row["disk_used"] or 0) + s.disk_used
     for service_id, row in per_service.items():
         db.session.add(UsageSample(at=now, service_id=service_id, **row))

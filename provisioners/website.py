@@ -1,7 +1,8 @@
 """Static websites: an nginx container per site on its institution's network, behind the proxy.
 
 The content lives in the ``{prefix}-web-{id}-data`` volume, mounted read-only in
-the site container and replaced wholesale by :func:`deploy_content`. Usage::
+the site container, replaced wholesale by :func:`deploy_content` and writable over SFTP
+(provisioners/sftp.py): its files belong to ``CONTENT_UID``, the SFTP login. Usage::
 
     ensure_website(client, site, proxy)       # placeholder page until content arrives
     deploy_content(client, site, tar_bytes)   # validated archive of files and dirs
@@ -28,7 +29,13 @@ from provisioners.runtime import ContainerSpec, Limits
 log = logging.getLogger(__name__)
 
 SITE_ROOT = "/srv/site"
-NGINX_UID = "33:33"  # www-data: reads the root-owned content, cannot change it
+NGINX_UID = "33:33"  # www-data: reads the content (0644 files, 0755 dirs), cannot change it
+# Owner of the content: the SFTP login (provisioners/sftp.py; fixed in images/sftp), so files
+# deployed as an archive stay writable over SFTP and uploads stay readable by nginx.
+CONTENT_UID = 2000
+CONTENT_GID = 2000
+# On content volumes created with that owner (volumes made earlier hold root's files).
+LABEL_CONTENT_OWNER = "bi.gov.comgov.content-owner"
 TMPFS = {
     "/tmp": "rw,noexec,nosuid,nodev,size=16m",
     "/run": "rw,noexec,nosuid,nodev,size=1m",
@@ -36,7 +43,14 @@ TMPFS = {
 HELPER_IMAGE = "comgov/base:bookworm"
 HELPER_LIMITS = Limits(memory_bytes=256 * 1024 * 1024, nano_cpus=1_000_000_000, pids=64)
 # Fixed text, no interpolation: the helper swaps /incoming in as the new site content.
-HELPER_SCRIPT = "find /data -mindepth 1 -delete && cp -R /incoming/. /data/"
+# Root takes everything over first (a sticky directory made over SFTP would otherwise stop
+# the delete), and the content owner gets it all back even after a failed copy.
+HELPER_SCRIPT = ("chown -R 0:0 /data && find /data -mindepth 1 -delete && "
+                 "{ cp -R /incoming/. /data/; status=$?; "
+                 f"chown -R {CONTENT_UID}:{CONTENT_GID} /data; exit $status; }}")
+ADOPT_SCRIPT = f"chown -R {CONTENT_UID}:{CONTENT_GID} /data"
+# Root without DAC_OVERRIDE cannot delete the SFTP login's files; CHOWN hands them back.
+HELPER_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE")
 HELPER_TIMEOUT = 300
 
 
@@ -148,13 +162,14 @@ def remove_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
 
 def _ensure_data_volume(client: docker.DockerClient, site: WebsiteSpec) -> None:
     """The content volume: size-limited (loop-mounted ext4) when the site has a quota."""
+    labels = {**_labels(site), LABEL_CONTENT_OWNER: f"{CONTENT_UID}:{CONTENT_GID}"}
     if site.disk_bytes > 0:
         if not site.volumes_root:
             raise ValueError("disk_bytes needs volumes_root (where the quota images live)")
-        volumes.ensure_quota_volume(client, volume_name(site), site.disk_bytes, _labels(site),
-                                    Path(site.volumes_root))
+        volumes.ensure_quota_volume(client, volume_name(site), site.disk_bytes, labels,
+                                    Path(site.volumes_root), owner=(CONTENT_UID, CONTENT_GID))
     else:
-        runtime.ensure_volume(client, volume_name(site), _labels(site))
+        runtime.ensure_volume(client, volume_name(site), labels)
 
 
 def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
@@ -175,43 +190,67 @@ def deploy_content(
 ) -> None:
     """Replace the site's files with the archive's, through a short-lived hardened helper."""
     archive = normalise_archive(tar_bytes)
-    volume = volume_name(site)
+    log.info("event=website.deploy service=%s bytes=%d", site.service_id, len(archive))
+    _run_helper(client, site, "content deployment", HELPER_SCRIPT, archive,
+                helper_image=helper_image, timeout=timeout)
+    log.info("event=website.deployed service=%s", site.service_id)
+
+
+def adopt_content(
+    client: docker.DockerClient,
+    site: WebsiteSpec,
+    *,
+    helper_image: str = HELPER_IMAGE,
+    timeout: int = HELPER_TIMEOUT,
+) -> None:
+    """Give every file to the content owner (content deployed before SFTP was root's)."""
+    _run_helper(client, site, "content adoption", ADOPT_SCRIPT, None,
+                helper_image=helper_image, timeout=timeout)
+    log.info("event=website.adopted service=%s", site.service_id)
+
+
+def _run_helper(client: docker.DockerClient, site: WebsiteSpec, what: str, script: str,
+                archive: bytes | None, *, helper_image: str, timeout: int) -> None:
+    """Run a fixed script as root on the content volume (and /incoming, when given)."""
     _ensure_data_volume(client, site)
     token = secrets.token_hex(4)
     name = f"{container_name(site)}-deploy-{token}"
     incoming = f"{name}-incoming"  # put_archive needs a volume: the root fs is read-only
-    runtime.ensure_volume(client, incoming, _labels(site, "deploy"))
+    mounts = {volume_name(site): ("/data", "rw")}
+    if archive is not None:
+        runtime.ensure_volume(client, incoming, _labels(site, "deploy"))
+        mounts[incoming] = ("/incoming", "rw")
     spec = ContainerSpec(
         name=name,
         image=helper_image,
         network="none",
         limits=HELPER_LIMITS,
         labels=_labels(site, "deploy"),
-        command=["sh", "-c", HELPER_SCRIPT],
-        volumes={volume: ("/data", "rw"), incoming: ("/incoming", "rw")},
-        user="0:0",  # owns the root-owned volume; still no capability at all
+        command=["sh", "-c", script],
+        volumes=mounts,
+        user="0:0",
+        cap_add=HELPER_CAPABILITIES,
     )
     # A one-shot job must not be restarted by the daemon once it has exited.
     options = {**runtime.hardened_options(spec), "restart_policy": {"Name": "no"}}
-    log.info("event=website.deploy service=%s bytes=%d", site.service_id, len(archive))
     try:
         helper = client.containers.create(**options)
-        if not helper.put_archive("/incoming", archive):
+        if archive is not None and not helper.put_archive("/incoming", archive):
             raise RuntimeError(f"put_archive into {name}:/incoming failed")
         helper.start()
         status = helper.wait(timeout=timeout).get("StatusCode")
         if status != 0:
             output = helper.logs(stdout=True, stderr=True, tail=50).decode("utf-8", "replace")
-            raise RuntimeError(f"content deployment for service {site.service_id} failed "
+            raise RuntimeError(f"{what} for service {site.service_id} failed "
                                f"(exit {status}): {output.strip()}")
     finally:
         runtime.remove_container(client, name)
-        runtime.remove_volume(client, incoming)
-    log.info("event=website.deployed service=%s", site.service_id)
+        if archive is not None:
+            runtime.remove_volume(client, incoming)
 
 
 def normalise_archive(tar_bytes: bytes) -> bytes:
-    """Re-pack as root-owned 0644 files / 0755 dirs so nginx (uid 33) reads all, writes none."""
+    """Re-pack as 0644 files / 0755 dirs so nginx (uid 33) reads all; the helper sets the owner."""
     out = io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as src, \
             tarfile.open(fileobj=out, mode="w") as dst:

@@ -135,15 +135,22 @@ def test_provisioning_twice_creates_nothing_twice(docker_app, auth, docker_clien
     app = docker_app
     service_id = request_and_approve(auth, "double.minisante.gov.bi")
     run_worker(app)
-    flt = {"label": [f"bi.gov.comgov.service={service_id}",
+    flt = {"label": [f"bi.gov.comgov.service={service_id}", "bi.gov.comgov.kind=website",
                      f"bi.gov.comgov.prefix={docker_prefix}"]}
+    everything = {"label": [f"bi.gov.comgov.service={service_id}",
+                            f"bi.gov.comgov.prefix={docker_prefix}"]}
     first = [c.id for c in docker_client.containers.list(all=True, filters=flt)]
+    all_first = sorted(c.id for c in docker_client.containers.list(all=True, filters=everything))
     with app.app_context():
         assert jobs.run_service_action(service_id, "provision") == "running"
         assert jobs.run_service_action(service_id, "provision") == "running"
     assert [c.id for c in docker_client.containers.list(all=True, filters=flt)] == first
     assert len(first) == 1
     assert len(docker_client.volumes.list(filters=flt)) == 1
+    # the site's SFTP side-car (and its keys volume) are not duplicated either
+    assert sorted(c.id for c in docker_client.containers.list(
+        all=True, filters=everything)) == all_first
+    assert len(docker_client.volumes.list(filters=everything)) == len(all_first)
     with app.app_context():
         assert db.session.get(Service, service_id).status == "running"
         jobs.run_service_action(service_id, "delete")

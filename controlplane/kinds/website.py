@@ -1,5 +1,7 @@
-"""Static websites: nginx behind the front proxy, content uploaded as an archive."""
+"""Static websites: nginx behind the front proxy, content uploaded as an archive or by SFTP."""
 from __future__ import annotations
+
+import socket
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -11,6 +13,8 @@ import policies
 from .. import infra
 from ..models import Institution, Service
 from . import Kind, register
+
+SFTP_PORT_LOCK = "controlplane:lock:sftp-port"
 
 
 class WebsiteRequestForm(FlaskForm):
@@ -103,22 +107,98 @@ class Website(Kind):
     def provision(self, svc):
         from provisioners import website
 
-        website.ensure_website(infra.docker_client(), self.spec(svc), infra.proxy_spec())
+        site = self.spec(svc)
+        website.ensure_website(infra.docker_client(), site, infra.proxy_spec())
+        # Only once the site answers: SFTP is never on the path to the site's first byte.
+        self.ensure_sftp(svc, site)
 
     def stop(self, svc):
-        from provisioners import website
+        from provisioners import sftp, website
 
-        website.stop_website(infra.docker_client(), self.spec(svc))
+        site = self.spec(svc)
+        sftp.stop_sftp(infra.docker_client(), site)
+        website.stop_website(infra.docker_client(), site)
 
     def start(self, svc):
         from provisioners import website
 
-        website.start_website(infra.docker_client(), self.spec(svc), infra.proxy_spec())
+        site = self.spec(svc)
+        website.start_website(infra.docker_client(), site, infra.proxy_spec())
+        self.ensure_sftp(svc, site)
 
     def remove(self, svc):
-        from provisioners import website
+        from provisioners import sftp, website
 
-        website.remove_website(infra.docker_client(), self.spec(svc), infra.proxy_spec())
+        site = self.spec(svc)
+        sftp.remove_sftp(infra.docker_client(), site)  # it uses the site volume
+        website.remove_website(infra.docker_client(), site, infra.proxy_spec())
+
+    # --- SFTP: the site's service account (svc-<id>) writes the content -------------------
+    def ensure_sftp(self, svc: Service, site=None) -> None:
+        """Port, password and the SFTP container; after the site, never before it."""
+        from flask import current_app
+
+        from provisioners import sftp
+
+        cfg = current_app.config
+        if not cfg["SFTP_ENABLED"]:
+            return
+        port = self._allocate_sftp_port(svc)
+        spec = sftp.SftpSpec(site=site or self.spec(svc), image=cfg["SFTP_IMAGE"],
+                             publish_ip=cfg["SFTP_PUBLISH_IP"], host_port=port)
+        sftp.ensure_sftp(infra.docker_client(), spec, self._account_password(svc))
+
+    def sftp_address(self, svc: Service) -> str | None:
+        """sftp://svc-<id>@host:port/site/ once a port is allocated."""
+        from flask import current_app
+
+        from provisioners import sftp
+
+        port = svc.params.get("sftp_port") if svc.params else None
+        if not port or not current_app.config["SFTP_ENABLED"] or svc.status in ("deleting",
+                                                                                 "deleted"):
+            return None
+        cfg = current_app.config
+        return sftp.sftp_url(cfg.get("SFTP_PUBLIC_HOST") or cfg["SFTP_PUBLISH_IP"], int(port),
+                             svc.id)
+
+    def _account_password(self, svc: Service) -> str:
+        """The service account's password, created here if the account does not exist yet."""
+        from .. import credentials
+        from ..extensions import db
+
+        password = credentials.get(svc, "service_account")
+        if password is None:  # jobs.ensure_service_account then finds and uses this one
+            password = credentials.generate_password()
+            credentials.put(svc, "service_account", password)
+            db.session.commit()
+        return password
+
+    def _allocate_sftp_port(self, svc: Service) -> int:
+        """A published port from SFTP_PORT_RANGE, unique among live websites."""
+        from flask import current_app
+        from sqlalchemy import select
+
+        from .. import tasks
+        from ..extensions import db
+
+        if svc.params and svc.params.get("sftp_port"):
+            return int(svc.params["sftp_port"])
+        cfg = current_app.config
+        low, high = cfg["SFTP_PORT_RANGE"]
+        with tasks.redis_connection().lock(SFTP_PORT_LOCK, timeout=30, blocking_timeout=30):
+            used = set()
+            for other in db.session.scalars(select(Service).where(
+                    Service.kind == self.name, Service.status != "deleted")):
+                if other.params and other.params.get("sftp_port"):
+                    used.add(int(other.params["sftp_port"]))
+            for port in range(int(low), int(high) + 1):
+                if port in used or not _port_free(cfg["SFTP_PUBLISH_IP"], port):
+                    continue
+                svc.params = dict(svc.params or {}, sftp_port=port)
+                db.session.commit()
+                return port
+        raise RuntimeError(f"no free port left in {low}-{high} for SFTP")
 
     def deploy(self, svc, tar_bytes: bytes) -> None:
         from provisioners import website
@@ -164,6 +244,16 @@ class Website(Kind):
                                    int(current_app.config["PROXY_PORT"]),
                                    host_header=svc.hostname, path="/")
         return result.ok, f"HTTP {result.detail} ({result.latency_ms:.0f} ms)"
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
 
 
 register(Website())

@@ -36,6 +36,7 @@ def healthz():
 def init_app(app) -> None:
     from . import (audit, dashboard, databases, mailboxes, ops, portal, quota, reports,
                    services)
+    from . import sites
 
     app.register_blueprint(bp)
     app.register_blueprint(portal.bp)
@@ -47,6 +48,7 @@ def init_app(app) -> None:
     app.register_blueprint(quota.bp)
     app.register_blueprint(databases.bp)
     app.register_blueprint(mailboxes.bp)
+    app.register_blueprint(sites.bp)
     app.jinja_env.globals["database_backups"] = databases.backups_of
 
     @app.context_processor

@@ -87,7 +87,7 @@ def main() -> int:
                         help="comma-separated subset")
     args = parser.parse_args()
 
-    from controlplane import credentials, devstack, infra, kinds
+    from controlplane import credentials, devstack, kinds
     from controlplane.extensions import db
     from controlplane.lifecycle import approve_request, submit_request
     from controlplane.models import Request, Service

@@ -63,3 +63,30 @@ def public_url(hostname: str) -> str:
 def backups_root() -> Path:
     root = current_app.config.get("BACKUPS_ROOT")
     return Path(root) if root else Path(current_app.instance_path) / "backups"
+
+
+def probe_through_proxy(hostname: str, path: str = "/") -> tuple[bool, str]:
+    """What a visitor gets: an HTTP GET through the front proxy with the service's host name."""
+    from provisioners import health
+
+    bind = current_app.config["PROXY_BIND"]
+    result = health.http_probe(bind if bind not in ("0.0.0.0", "") else "127.0.0.1",
+                               int(current_app.config["PROXY_PORT"]), host_header=hostname,
+                               path=path)
+    return result.ok, f"HTTP {result.detail} ({result.latency_ms:.0f} ms)"
+
+
+def write_targz(chunks, dest: Path, stem: str) -> Path:
+    """Save a tar stream (as Docker's get_archive yields it) as <stem>-<UTC time>.tar.gz, 0600."""
+    import gzip
+    import os
+    from datetime import datetime, timezone
+
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = dest / f"{stem}-{stamp}.tar.gz"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as gz:
+        for chunk in chunks:
+            gz.write(chunk)
+    return path

@@ -9,7 +9,6 @@ from flask import Flask, current_app, has_app_context
 
 from . import audit, kinds
 from .extensions import db
-from .infra import docker_client, ensure_proxy, proxy_spec  # noqa: F401 - re-exported
 from .lifecycle import set_request_status, set_service_status
 from .models import ContentUpload, Service, utcnow
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -145,7 +144,7 @@ def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
 
 def submit_resize(actor: Account, svc: Service, size: str) -> Request:
     """Ask for another size of a service; only the increase counts against the quota."""
-    from . import kinds, quotas
+    from . import quotas
     from .kinds.website import check_size
 
     if not actor.is_focal_point or svc.institution_id != actor.institution_id:

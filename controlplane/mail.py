@@ -7,8 +7,6 @@ the directory in step. Work that touches the mail container (storage, sessions) 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-
 from flask import current_app
 from sqlalchemy import select
 
@@ -258,9 +256,6 @@ def archive_mailbox(client, spec, box: Mailbox, anchor: Service) -> Backup | Non
 
 def _archive(client, spec, box: Mailbox):
     """The maildir as a .tar.gz under the backups folder, or None if there is none."""
-    import gzip
-    import os
-
     import docker.errors
     from provisioners.mail import container_name
 
@@ -270,15 +265,8 @@ def _archive(client, spec, box: Mailbox):
             f"/var/vmail/{domain}/{local}")
     except docker.errors.NotFound:
         return None
-    dest = infra.backups_root() / box.institution.acronym / "mail"
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = dest / f"{local}@{domain}-{stamp}.tar.gz"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as gz:
-        for chunk in stream:
-            gz.write(chunk)
-    return path
+    return infra.write_targz(stream, infra.backups_root() / box.institution.acronym / "mail",
+                             f"{local}@{domain}")
 
 
 def refresh_usage() -> int:

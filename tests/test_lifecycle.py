@@ -49,6 +49,7 @@ def test_submit_records_request_and_audit(app, auth):
     ("www.minisante.gov.bi; rm -rf /", "S", "n’est pas un nom d’hôte valide"),
     ("", "S", "Ce champ est requis"),
     ("www.minisante.gov.bi", "XXL", "Taille inconnue"),
+    ("mail.minisante.gov.bi", "L", "mail.minisante.gov.bi est réservé"),
 ])
 def test_bad_input_creates_nothing(app, auth, hostname, size, message):
     auth.login("fp.sante")

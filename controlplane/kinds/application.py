@@ -219,17 +219,12 @@ class Application(Kind):
         return f"{infra.common()['prefix']}-app-{svc.id}"
 
     def probe(self, svc):
-        from provisioners import health
-
+        """The container runs and the health path answers through the front proxy."""
         ok, detail = super().probe(svc)
         if not ok:
             return ok, detail
-        bind = current_app.config["PROXY_BIND"]
-        result = health.http_probe(bind if bind not in ("0.0.0.0", "") else "127.0.0.1",
-                                   int(current_app.config["PROXY_PORT"]),
-                                   host_header=svc.hostname,
-                                   path=(svc.params or {}).get("health_path") or "/")
-        return result.ok, f"HTTP {result.detail} ({result.latency_ms:.0f} ms)"
+        return infra.probe_through_proxy(svc.hostname,
+                                         (svc.params or {}).get("health_path") or "/")
 
 
 register(Application())

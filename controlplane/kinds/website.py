@@ -8,8 +8,6 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-import policies
-
 from .. import infra
 from ..models import Institution, Service
 from . import Kind, register
@@ -37,11 +35,18 @@ def check_hostname(hostname: str, institution: Institution) -> str:
     from ..lifecycle import LifecycleError, hostname_taken
 
     hostname = (hostname or "").strip().lower().rstrip(".")
-    problem = policies.hostname_problem(hostname, institution.domain)
+    from flask import current_app
+
+    # The loaded policies also know the labels kept for the platform (mail.<domain>, …).
+    problem = current_app.extensions["policies"].hostname_problem(hostname, institution.domain)
     if problem == "syntax":
         raise LifecycleError(_l("“%(host)s” is not a valid host name: use letters, digits and "
                                 "hyphens separated by dots, e.g. www.%(domain)s.",
                                 host=hostname, domain=institution.domain), field="hostname")
+    if problem == "reserved":
+        raise LifecycleError(_l("%(host)s is kept for the platform’s own services (mail, "
+                                "webmail, …); choose another name.", host=hostname),
+                             field="hostname")
     if problem == "outside":
         raise LifecycleError(_l("The host name must be under your institution's domain "
                                 "%(domain)s, e.g. www.%(domain)s.", domain=institution.domain),
@@ -210,40 +215,19 @@ class Website(Kind):
 
     def backup(self, svc, dest):
         """The site's content as a .tar.gz, read from the volume through its container."""
-        import gzip
-        import os
-        from datetime import datetime, timezone
-
         from provisioners import website
 
         container = infra.docker_client().containers.get(website.container_name(self.spec(svc)))
         stream, _stat = container.get_archive("/srv/site/.")
-        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = dest / f"site-{svc.id}-{stamp}.tar.gz"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as gz:
-            for chunk in stream:
-                gz.write(chunk)
-        return path
+        return infra.write_targz(stream, dest, f"site-{svc.id}")
 
     def container_name(self, svc):
         return f"{infra.common()['prefix']}-web-{svc.id}"
 
     def probe(self, svc):
         """The container runs and the site answers through the front proxy."""
-        from flask import current_app
-
-        from provisioners import health
-
         ok, detail = super().probe(svc)
-        if not ok:
-            return ok, detail
-        bind = current_app.config["PROXY_BIND"]
-        result = health.http_probe(bind if bind not in ("0.0.0.0", "") else "127.0.0.1",
-                                   int(current_app.config["PROXY_PORT"]),
-                                   host_header=svc.hostname, path="/")
-        return result.ok, f"HTTP {result.detail} ({result.latency_ms:.0f} ms)"
+        return infra.probe_through_proxy(svc.hostname) if ok else (ok, detail)
 
 
 def _port_free(ip: str, port: int) -> bool:

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import reports, statements
+from .. import reports
 from ..auth import role_required
 from ..extensions import db
 from ..forms import ActionForm
@@ -36,7 +36,7 @@ def statements_page():
         try:
             task = reports.start_statements(current_user, month,
                                             int(inst) if inst.isdigit() else None)
-        except ValueError as exc:
+        except ValueError:
             flash(_("Invalid month: use the form YYYY-MM, e.g. 2026-10."), "error")
         else:
             return redirect(url_for("reports.task_page", task_id=task.id))

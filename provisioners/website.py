@@ -131,7 +131,9 @@ def ensure_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
         to_reload = staged.result()
     # Reload when the route changed, and whenever the container was not already running:
     # a route staged by an earlier, failed run is on disk but not loaded yet.
-    if to_reload is not None or previous != container.id:
+    if to_reload is not None:
+        proxy_mod.reload(to_reload)  # the proxy container stage_route already looked up
+    elif previous != container.id:
         proxy_mod.reload_proxy(client, site.prefix)
 
 

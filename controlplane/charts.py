@@ -31,11 +31,20 @@ def line_chart(points: list[tuple[str, float]], *, title: str, unit: str = "",
 
 
 def human_bytes(n: float | int | None) -> str:
+    """Binary units in the reader's language: "1,5 Gio" in French, "1.5 GiB" in English."""
     if n is None:
         return "—"
+    try:
+        from flask_babel import get_locale
+
+        french = str(get_locale() or "fr").startswith("fr")
+    except Exception:  # noqa: BLE001 - outside a request
+        french = True
+    units = ("o", "Kio", "Mio", "Gio", "Tio") if french else ("B", "KiB", "MiB", "GiB", "TiB")
     n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    for unit in units:
+        if abs(n) < 1024 or unit == units[-1]:
+            text = f"{n:.0f} {unit}" if unit == units[0] else f"{n:.1f} {unit}"
+            return text.replace(".", ",") if french else text
         n /= 1024
-    return f"{n:.1f} TiB"
+    return f"{n:.1f} {units[-1]}"

@@ -90,3 +90,37 @@ def write_targz(chunks, dest: Path, stem: str) -> Path:
         for chunk in chunks:
             gz.write(chunk)
     return path
+
+
+def allocate_port(svc, key: str, kinds: tuple[str, ...], port_range: tuple[int, int],
+                  publish_ip: str, what: str) -> int:
+    """A host port for `svc`, kept in svc.params[key]: free on the host, unique among the live
+    services of `kinds`. A Redis lock makes concurrent workers pick different ports."""
+    import socket
+
+    from sqlalchemy import select
+
+    from . import tasks
+    from .extensions import db
+    from .models import Service
+
+    if (svc.params or {}).get(key):
+        return int(svc.params[key])
+    low, high = (int(v) for v in port_range)
+    with tasks.redis_connection().lock(f"controlplane:lock:port:{key}", timeout=30,
+                                       blocking_timeout=30):
+        used = {int(other.params[key]) for other in db.session.scalars(select(Service).where(
+            Service.kind.in_(kinds), Service.status != "deleted")) if (other.params or {}).get(key)}
+        for port in range(low, high + 1):
+            if port in used:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((publish_ip, port))
+                except OSError:
+                    continue
+            svc.params = dict(svc.params or {}, **{key: port})
+            db.session.commit()
+            return port
+    raise RuntimeError(f"no free port left in {low}-{high} for {what}")

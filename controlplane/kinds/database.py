@@ -1,8 +1,6 @@
 """Databases: one PostgreSQL or MariaDB server per service, credentials kept encrypted."""
 from __future__ import annotations
 
-import socket
-
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -12,14 +10,11 @@ from wtforms.validators import DataRequired, Length
 
 import policies as pol
 
-from .. import credentials, infra, tasks
+from .. import credentials, infra
 from ..extensions import db
 from ..models import Service
 from . import Kind, register
 from .website import check_size, size_choices
-
-PORT_LOCK = "controlplane:lock:db-port"
-
 
 class DatabaseRequestForm(FlaskForm):
     name = StringField(_l("Database name"), validators=[DataRequired(), Length(max=31)],
@@ -76,23 +71,10 @@ class Database(Kind):
             disk_bytes=size.disk_bytes if root else 0, volumes_root=root, **infra.common())
 
     def _allocate_port(self, svc: Service) -> int:
-        """A published port from the configured range, unique among live databases."""
-        if svc.params.get("host_port"):
-            return int(svc.params["host_port"])
-        low, high = current_app.config["DB_PORT_RANGE"]
-        with tasks.redis_connection().lock(PORT_LOCK, timeout=30, blocking_timeout=30):
-            used = set()
-            for other in db.session.scalars(select(Service).where(
-                    Service.kind.in_(("postgresql", "mariadb")), Service.status != "deleted")):
-                if other.params.get("host_port"):
-                    used.add(int(other.params["host_port"]))
-            for port in range(low, high + 1):
-                if port in used or not _port_free(current_app.config["DB_PUBLISH_IP"], port):
-                    continue
-                svc.params = dict(svc.params, host_port=port)
-                db.session.commit()
-                return port
-        raise RuntimeError(f"no free port left in {low}-{high} for databases")
+        """A published port from DB_PORT_RANGE, unique among live databases."""
+        return infra.allocate_port(svc, "host_port", ("postgresql", "mariadb"),
+                                   current_app.config["DB_PORT_RANGE"],
+                                   current_app.config["DB_PUBLISH_IP"], "databases")
 
     def provision(self, svc):
         from provisioners import database
@@ -166,16 +148,6 @@ class Database(Kind):
             return ok, detail
         result = health.tcp_probe(current_app.config["DB_PUBLISH_IP"], port)
         return result.ok, f"TCP {result.detail} ({result.latency_ms:.0f} ms)"
-
-
-def _port_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError:
-            return False
-    return True
 
 
 register(Database("postgresql", _l("PostgreSQL database"),

@@ -1,8 +1,6 @@
 """Static websites: nginx behind the front proxy, content uploaded as an archive or by SFTP."""
 from __future__ import annotations
 
-import socket
-
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
@@ -11,8 +9,6 @@ from wtforms.validators import DataRequired, Length
 from .. import infra
 from ..models import Institution, Service
 from . import Kind, register
-
-SFTP_PORT_LOCK = "controlplane:lock:sftp-port"
 
 
 class WebsiteRequestForm(FlaskForm):
@@ -182,28 +178,10 @@ class Website(Kind):
     def _allocate_sftp_port(self, svc: Service) -> int:
         """A published port from SFTP_PORT_RANGE, unique among live websites."""
         from flask import current_app
-        from sqlalchemy import select
 
-        from .. import tasks
-        from ..extensions import db
-
-        if svc.params and svc.params.get("sftp_port"):
-            return int(svc.params["sftp_port"])
         cfg = current_app.config
-        low, high = cfg["SFTP_PORT_RANGE"]
-        with tasks.redis_connection().lock(SFTP_PORT_LOCK, timeout=30, blocking_timeout=30):
-            used = set()
-            for other in db.session.scalars(select(Service).where(
-                    Service.kind == self.name, Service.status != "deleted")):
-                if other.params and other.params.get("sftp_port"):
-                    used.add(int(other.params["sftp_port"]))
-            for port in range(int(low), int(high) + 1):
-                if port in used or not _port_free(cfg["SFTP_PUBLISH_IP"], port):
-                    continue
-                svc.params = dict(svc.params or {}, sftp_port=port)
-                db.session.commit()
-                return port
-        raise RuntimeError(f"no free port left in {low}-{high} for SFTP")
+        return infra.allocate_port(svc, "sftp_port", (self.name,), cfg["SFTP_PORT_RANGE"],
+                                   cfg["SFTP_PUBLISH_IP"], "SFTP")
 
     def deploy(self, svc, tar_bytes: bytes) -> None:
         from provisioners import website
@@ -228,16 +206,6 @@ class Website(Kind):
         """The container runs and the site answers through the front proxy."""
         ok, detail = super().probe(svc)
         return infra.probe_through_proxy(svc.hostname) if ok else (ok, detail)
-
-
-def _port_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError:
-            return False
-    return True
 
 
 register(Website())

@@ -304,16 +304,23 @@ def remove_mailbox(cfg: DirectoryConfig, institution: str, address: str) -> None
 
     The maildir stays on the volume (provisioners.mail.purge_mailbox_storage deletes it).
     """
+    _remove_entry(cfg, institution, address, "mailbox")
+
+
+def _remove_entry(cfg: DirectoryConfig, institution: str, address: str, kind: str) -> None:
+    """Delete a mailbox or alias of `kind`, and drop it from every alias that targets it."""
     address = validate_address(address)
     with _admin(cfg) as conn:
         found = _find(conn, cfg, institution, address)
         if found is not None:
-            if _kind(found[1]) != "mailbox":
-                raise ValueError(f"{address} is an alias, not a mailbox")
+            if _kind(found[1]) != kind:
+                other = "alias" if kind == "mailbox" else "mailbox"
+                raise ValueError(f"{address} is a {other}, not a{'n' if kind == 'alias' else ''} "
+                                 f"{kind}")
             _ok(conn, conn.delete(found[0]), "delete", found[0], allowed=(32,))
         _drop_target(conn, cfg, institution, address)
-    log.info("event=mail.mailbox.remove institution=%s address=%s found=%s",
-             institution, address, found is not None)
+    log.info("event=mail.%s.remove institution=%s address=%s found=%s", kind, institution,
+             address, found is not None)
 
 
 def ensure_alias(cfg: DirectoryConfig, institution: str, address: str,
@@ -350,16 +357,7 @@ def ensure_alias(cfg: DirectoryConfig, institution: str, address: str,
 
 def remove_alias(cfg: DirectoryConfig, institution: str, address: str) -> None:
     """Delete an alias (and take it out of other aliases); a missing one is success."""
-    address = validate_address(address)
-    with _admin(cfg) as conn:
-        found = _find(conn, cfg, institution, address)
-        if found is not None:
-            if _kind(found[1]) != "alias":
-                raise ValueError(f"{address} is a mailbox, not an alias")
-            _ok(conn, conn.delete(found[0]), "delete", found[0], allowed=(32,))
-        _drop_target(conn, cfg, institution, address)
-    log.info("event=mail.alias.remove institution=%s address=%s found=%s",
-             institution, address, found is not None)
+    _remove_entry(cfg, institution, address, "alias")
 
 
 def list_mailboxes(cfg: DirectoryConfig, institution: str) -> list[Mailbox]:

@@ -123,6 +123,16 @@ def test_whole_path(docker_app, client, auth, proxy_port, docker_client, docker_
     run_worker(app)
     assert client.get(f"/services/{service_id}/status.json").get_json()["status"] == "deleted"
     fetch(proxy_port, expect=404)
+    with app.app_context():  # the content is kept for the retention period of policies/
+        from controlplane.models import Backup
+
+        final = db.session.scalar(select(Backup).where(Backup.service_id == service_id,
+                                                       Backup.trigger == "final"))
+        assert final is not None and final.expires_at is not None
+        with tarfile.open(final.path) as archive:
+            page = archive.extractfile(next(m for m in archive.getmembers()
+                                            if m.name.endswith("index.html"))).read()
+        assert b"Minisante en ligne" in page
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(f"{docker_prefix}-web-{service_id}")
     with pytest.raises(docker.errors.NotFound):

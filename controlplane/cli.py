@@ -11,9 +11,16 @@ from flask.cli import FlaskGroup, with_appcontext
 
 
 def _create_app():
+    """The app; a broken policy file stops every command with its message, not a traceback."""
+    import policies
+
     from . import create_app
 
-    return create_app()
+    try:
+        return create_app()
+    except policies.PolicyError as exc:
+        click.echo(f"policy error: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app)

@@ -74,3 +74,19 @@ def test_policy_check_command(tmp_path):
     result = CliRunner().invoke(main, ["policy", "check", "--dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "sizes.yaml" in result.output
+
+
+def test_broken_policies_stop_commands_with_their_message(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from controlplane.cli import main
+
+    for name in policies.POLICIES_DIR.glob("*.yaml"):
+        shutil.copy(name, tmp_path / name.name)
+    (tmp_path / "sizes.yaml").write_text("website:\n  S: {cpu: -1}\n")
+    monkeypatch.setenv("CONTROLPLANE_POLICIES_DIR", f'"{tmp_path}"')
+    monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "instance"))
+    result = CliRunner().invoke(main, ["db", "current"])
+    assert result.exit_code == 2
+    assert "policy error: sizes.yaml: website.S" in result.output
+    assert "Traceback" not in result.output

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import ldap3
-from ldap3.core.exceptions import (
-    LDAPCommunicationError, LDAPException, LDAPMaximumRetriesError, LDAPResponseTimeoutError,
-)
+from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import escape_rdn, parse_dn
+from ldap3.utils.dn import escape_rdn
 
 from provisioners import directory
-from provisioners.directory import DirectoryConfig, DirectoryError, DirectoryUnavailable
+from provisioners.directory import (  # noqa: F401 - shared private helpers
+    _COMM_ERRORS, DirectoryConfig, DirectoryError, DirectoryUnavailable, _admin, _norm, _ok,
+    _search,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,6 @@ _UID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_PASSWORD = 1024
 _ACCOUNT_CLASSES = ["top", "account", "simpleSecurityObject"]
-_COMM_ERRORS = (LDAPCommunicationError, LDAPResponseTimeoutError, LDAPMaximumRetriesError,
-                TimeoutError)
 
 
 # --- names -----------------------------------------------------------------------------------
@@ -86,52 +83,13 @@ def _check_description(text: str) -> str:
     return text.strip()
 
 
-# --- LDAP helpers ----------------------------------------------------------------------------
-@contextmanager
-def _admin(cfg: DirectoryConfig) -> Iterator[ldap3.Connection]:
-    conn = directory.admin_connection(cfg)
-    try:
-        yield conn
-    except _COMM_ERRORS as exc:
-        raise DirectoryUnavailable(f"directory connection lost ({type(exc).__name__})") from exc
-    finally:
-        try:
-            conn.unbind()
-        except LDAPException:
-            pass
-
-
-def _ok(conn: ldap3.Connection, done: bool, op: str, dn: str,
-        allowed: tuple[int, ...] = ()) -> int:
-    code = int(conn.result.get("result", -1))
-    if done or code == 0 or code in allowed:
-        return code
-    if code in (51, 52, 80):
-        raise DirectoryUnavailable(f"{op} {dn}: {conn.result.get('description')}")
-    raise DirectoryError(f"{op} {dn} failed: {conn.result.get('description')} "
-                         f"{conn.result.get('message') or ''}".strip())
-
-
-def _search(conn: ldap3.Connection, base: str, flt: str, attrs: list[str] | None = None,
-            scope: str = ldap3.SUBTREE) -> list[tuple[str, dict]]:
-    done = conn.search(base, flt, search_scope=scope, attributes=attrs or [])
-    if _ok(conn, done, "search", base, allowed=(32,)) == 32:
-        return []
-    return [(r["dn"], dict(r.get("attributes", {}))) for r in conn.response or []
-            if r.get("type") == "searchResEntry"]
-
-
+# --- LDAP helpers (the directory module's, so errors read the same everywhere) ---------
 def _exists(conn: ldap3.Connection, dn: str) -> bool:
     return bool(_search(conn, dn, "(objectClass=*)", scope=ldap3.BASE))
 
 
-def _norm(dn: str) -> tuple[tuple[str, str], ...]:
-    return tuple((a.lower(), v.lower()) for a, v, _ in parse_dn(dn, strip=True))
-
-
 def _groups_of(conn: ldap3.Connection, cfg: DirectoryConfig, dn: str) -> list[str]:
-    flt = f"(&(objectClass=groupOfNames)(member={escape_filter_chars(dn)}))"
-    return sorted(g for g, _ in _search(conn, cfg.base_dn, flt))
+    return sorted(directory._groups_of(conn, cfg, dn))
 
 
 def _find_person(conn: ldap3.Connection, cfg: DirectoryConfig,

@@ -93,9 +93,7 @@ def volume_name(app: ApplicationSpec) -> str:
     return f"{app.prefix}-app-{app.service_id}-data"
 
 
-def network_name(prefix: str, institution_id: int) -> str:
-    """The institution network, shared with its websites and databases."""
-    return f"{prefix}-net-{institution_id}"
+network_name = runtime.institution_network  # one per institution, shared by its services
 
 
 def route_id(app: ApplicationSpec) -> str:
@@ -233,8 +231,8 @@ def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy:
     spec = application_container_spec(app)
     log.info("event=application.ensure service=%s host=%s image=%s",
              app.service_id, app.hostname, app.image)
-    runtime.ensure_network(client, spec.network, runtime.labels(
-        app.prefix, "network", institution=app.institution, extra=app.extra_labels))
+    runtime.ensure_institution_network(client, app.prefix, app.institution_id, app.institution,
+                                       app.extra_labels)
     if app.volume_path:
         _ensure_data_volume(client, app)
     previous = _running_container_id(client, spec.name)

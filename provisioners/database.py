@@ -27,7 +27,6 @@ from provisioners.database_engines import (
 )
 from provisioners.database_exec import run
 from provisioners.runtime import ContainerSpec, Limits
-from provisioners.website import network_name
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ def database_container_spec(spec: DatabaseSpec, owner: tuple[int, int]) -> Conta
     return ContainerSpec(
         name=container_name(spec),
         image=spec.image,
-        network=network_name(spec.prefix, spec.institution_id),
+        network=runtime.institution_network(spec.prefix, spec.institution_id),
         limits=spec.limits,
         labels=_labels(spec),
         command=engine.server_args(spec.disk_bytes),
@@ -123,8 +122,8 @@ def _ensure_server(client: docker.DockerClient, spec: DatabaseSpec, timeout: flo
     """Network, volume and running container, waited on; returns seconds spent waiting."""
     owner = image_user(client, spec.image)
     cspec = database_container_spec(spec, owner)
-    runtime.ensure_network(client, cspec.network, runtime.labels(
-        spec.prefix, "network", institution=spec.institution, extra=spec.extra_labels))
+    runtime.ensure_institution_network(client, spec.prefix, spec.institution_id,
+                                       spec.institution, spec.extra_labels)
     if spec.disk_bytes > 0:
         volumes.ensure_quota_volume(client, volume_name(spec), spec.disk_bytes, _labels(spec),
                                     Path(spec.volumes_root), owner=owner)

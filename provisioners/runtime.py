@@ -92,6 +92,19 @@ def spec_hash(spec: ContainerSpec) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def institution_network(prefix: str, institution_id: int) -> str:
+    """One network per institution: its services see each other, not other institutions'."""
+    return f"{prefix}-net-{institution_id}"
+
+
+def ensure_institution_network(client: docker.DockerClient, prefix: str, institution_id: int,
+                               institution: str, extra_labels: dict[str, str]) -> Network:
+    """The institution's network, labelled like every platform object."""
+    return ensure_network(client, institution_network(prefix, institution_id),
+                          labels(prefix, "network", institution=institution,
+                                 extra=extra_labels))
+
+
 def hardened_options(spec: ContainerSpec) -> dict[str, Any]:
     """kwargs for client.containers.create: the single hardened container profile."""
     for mode in (m for _, m in spec.volumes.values()):

@@ -80,9 +80,7 @@ def volume_name(site: WebsiteSpec) -> str:
     return f"{site.prefix}-web-{site.service_id}-data"
 
 
-def network_name(prefix: str, institution_id: int) -> str:
-    """One network per institution: its services see each other, not other institutions."""
-    return f"{prefix}-net-{institution_id}"
+network_name = runtime.institution_network  # one per institution, shared by its services
 
 
 def route_id(site: WebsiteSpec) -> str:
@@ -116,10 +114,8 @@ def ensure_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
     proxy_mod.validate_hostname(site.hostname)  # before anything is created
     spec = website_container_spec(site)
     log.info("event=website.ensure service=%s host=%s", site.service_id, site.hostname)
-    network_labels = runtime.labels(
-        site.prefix, "network", institution=site.institution, extra=site.extra_labels
-    )
-    runtime.ensure_network(client, spec.network, network_labels)
+    runtime.ensure_institution_network(client, site.prefix, site.institution_id,
+                                       site.institution, site.extra_labels)
     _ensure_data_volume(client, site)
     previous = _running_container_id(client, spec.name)  # to notice a (re)start
     # The route file is written while the container starts; nginx reads it only at the

@@ -79,15 +79,27 @@ def grants(institution_id: int) -> list[QuotaGrant]:
 
 
 def effective(inst: Institution) -> pol.Resources:
-    return pol.effective_quota(plan(inst.plan_name), grants(inst.id))
+    return pol.effective_quota(plan(inst.plan_name), grants(inst.id))  # overrides included
 
 
 def decide(inst: Institution, request: dict, *, exclude_request: int | None = None
            ) -> pol.Decision:
     """The policy decision for a new item of `inst` (call after `lock`)."""
-    return pol.check_request(policies(), inst.plan_name,
+    return pol.check_request(policies(), plan(inst.plan_name),
                              allocated(inst.id, exclude_request=exclude_request),
                              grants(inst.id), request)
+
+
+def fits(inst: Institution, kind: str) -> tuple[list, list[dict]]:
+    """For the request form: the decision for each size, and the quota rows, from one count."""
+    held, current = allocated(inst.id), grants(inst.id)
+    the_plan = plan(inst.plan_name)
+    decisions = []
+    for size in policies().size_names(kind):
+        decision = pol.check_request(policies(), the_plan, held, current,
+                                     {"kind": kind, "size": size})
+        decisions.append((size, decision, explain(decision)))
+    return decisions, summary(inst, held=held, quota=pol.effective_quota(the_plan, current))
 
 
 def explain(decision: pol.Decision | dict) -> list[str]:
@@ -105,10 +117,11 @@ def plan_change_problems(inst: Institution, new_plan: pol.Plan | str) -> list[st
 ROWS = ("cpu", "memory_mib", "disk_mib", "mailboxes", "mail_storage_mib")
 
 
-def summary(inst: Institution) -> list[dict]:
+def summary(inst: Institution, *, held: pol.Resources | None = None,
+            quota: pol.Resources | None = None) -> list[dict]:
     """Rows for the usage page: each resource with allocated, quota, percent and warning."""
-    held = allocated(inst.id)
-    quota = effective(inst)
+    held = allocated(inst.id) if held is None else held
+    quota = effective(inst) if quota is None else quota
     thresholds = policies().warning_threshold
     rows = []
     resources = list(ROWS) + [f"services.{k}" for k in pol.KINDS]

@@ -125,16 +125,17 @@ def quota_reasons(plan: Plan, quota: Resources, allocated: Resources, needed: Re
     return reasons
 
 
-def check_request(policies: Policies, plan_name: str, allocated: Resources,
+def check_request(policies: Policies, plan_name: str | Plan, allocated: Resources,
                   exceptions: Iterable[Any], request: Any, *,
                   today: date | None = None) -> Decision:
     """Decide a new service, mailbox or resize for an institution holding `allocated`.
 
     `allocated` must not include this request (call before recording it, or leave it out).
     `request`: mapping/object with `kind` and `size` | `resources` | `mail_mib`; a resize adds
-    `current_size` | `current_resources` | `current_mail_mib`.
+    `current_size` | `current_resources` | `current_mail_mib`. `plan_name` may be an edited
+    Plan (operators' overrides), as in check_plan_change.
     """
-    plan = policies.plans.get(plan_name)
+    plan = plan_name if isinstance(plan_name, Plan) else policies.plans.get(plan_name)
     if plan is None:
         return Decision.refuse([Reason("unknown_plan", plan=str(plan_name),
                                        choices=tuple(policies.plans))])

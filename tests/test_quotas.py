@@ -246,3 +246,21 @@ def test_resize_to_less_disk_is_refused(app, client, auth):
                      page=f"/services/{service_id}", follow_redirects=True)
     assert 'class="flash error"' in page.get_data(as_text=True)
     assert count(app) == 1
+
+
+def test_an_edited_plan_applies_to_new_requests(app, client, auth):
+    auth.login("fp.sante")
+    fill_websites(auth, 2)
+    auth.logout()
+    auth.login("op.one")
+    with app.app_context():
+        values = quotas.plan("ministry").quota.to_dict()
+    form = {k: v for k, v in values.items() if k != "services"}
+    form.update({f"services.{k}": v for k, v in values["services"].items()})
+    form.update({"plan": "ministry", "services.website": 2})
+    assert auth.post("/ops/plans", form, page="/ops/plans").status_code == 302
+    auth.logout()
+    auth.login("fp.sante")
+    response = submit(auth, "s9.minisante.gov.bi", "M")
+    assert response.status_code == 422
+    assert "0 restant sur 2" in response.get_data(as_text=True)

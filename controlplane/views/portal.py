@@ -53,13 +53,10 @@ def new_request(kind: str):
     status = 422 if form.errors or form.form_errors else 200
     from .. import quotas
 
-    institution = current_user.institution
-    fits = []
-    for size in quotas.policies().size_names(spec.name):
-        decision = quotas.decide(institution, {"kind": spec.name, "size": size})
-        fits.append((size, decision, quotas.explain(decision)))
+    fits, quota = quotas.fits(current_user.institution, spec.name) \
+        if spec.counts_against_quota else ([], quotas.summary(current_user.institution))
     return render_template("portal/new_request.html", form=form, kind=spec, fits=fits,
-                           quota=quotas.summary(institution)), status
+                           quota=quota), status
 
 
 @bp.route("/images", methods=["GET", "POST"])

@@ -64,14 +64,18 @@ def cpu_rates(hours: int = 1) -> dict[int, float]:
     return {sid: (cpu / secs if secs else 0.0) for sid, (cpu, secs) in acc.items()}
 
 
-def per_institution() -> list[InstitutionCapacity]:
+def per_institution(institution_id: int | None = None) -> list[InstitutionCapacity]:
     """Allocated from the live services' sizes, used from the latest samples and last hour."""
     policies = current_app.extensions["policies"]
     latest = usage.latest_by_service()
     rates = cpu_rates()
-    table = {i.id: InstitutionCapacity(i) for i in
-             db.session.scalars(select(Institution).order_by(Institution.acronym))}
-    for svc in db.session.scalars(select(Service).where(Service.status.in_(LIVE))):
+    institutions = select(Institution).order_by(Institution.acronym)
+    services = select(Service).where(Service.status.in_(LIVE))
+    if institution_id is not None:  # one institution's page: read only its rows
+        institutions = institutions.where(Institution.id == institution_id)
+        services = services.where(Service.institution_id == institution_id)
+    table = {i.id: InstitutionCapacity(i) for i in db.session.scalars(institutions)}
+    for svc in db.session.scalars(services):
         row = table.get(svc.institution_id)
         if row is None:
             continue

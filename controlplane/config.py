@@ -1,8 +1,6 @@
 """Default settings; overridden by instance/settings.py and CONTROLPLANE_* environment variables."""
 from __future__ import annotations
 
-import os
-
 
 class Config:
     SECRET_KEY = None  # set from instance/secret_key by create_app when absent
@@ -84,10 +82,3 @@ class Config:
     VOLUMES_ROOT = None  # loop-mounted quota volumes
     BACKUPS_ROOT = None
     SECRETS_KEY = None  # Fernet key for service credentials; generated in instance/ if unset
-
-
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.lower() in {"1", "true", "yes", "on"}

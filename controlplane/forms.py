@@ -22,14 +22,6 @@ class UploadForm(FlaskForm):
                         validators=[FileRequired()])
 
 
-class AuditFilterForm(FlaskForm):
-    class Meta:
-        csrf = False
-
-    actor = StringField(_l("Actor"))
-    action = StringField(_l("Action"))
-
-
 class QuotaIncreaseForm(FlaskForm):
     resource = SelectField(_l("Resource"), validators=[DataRequired()], validate_choice=False)
     amount = StringField(_l("Additional amount"), validators=[DataRequired(), Length(max=20)],

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, select
 
 from . import infra
 from .extensions import db
-from .models import Institution, Mailbox, Service, UsageRollup, UsageSample, utcnow
+from .models import Institution, Service, UsageRollup, UsageSample, utcnow
 
 log = logging.getLogger(__name__)
 GAP_FACTOR = 3  # two samples further apart than this many intervals are not joined
@@ -166,12 +166,3 @@ def series(period: str, *, institution_id: int | None = None, service_id: int | 
                     "memory_bytes": (mem_bs or 0) / span, "network_bytes": int(net or 0),
                     "disk_bytes": (disk_bs or 0) / span})
     return out
-
-
-def mailbox_count(institution_id: int) -> int:
-    return db.session.scalar(select(func.count()).select_from(Mailbox).where(
-        Mailbox.institution_id == institution_id, Mailbox.is_alias.is_(False))) or 0
-
-
-def to_utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc)

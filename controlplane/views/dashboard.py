@@ -61,8 +61,7 @@ def ops_dashboard():
 @role_required("focal_point")
 def institution_usage():
     """The institution's allocation and use against its quota, with charts."""
-    row = next(r for r in capacity.per_institution()
-               if r.institution.id == current_user.institution_id)
+    row = capacity.per_institution(current_user.institution_id)[0]
     from .. import quotas
 
     quota = quotas.summary(current_user.institution)

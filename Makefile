@@ -3,7 +3,7 @@
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
-PLATFORM := $(PY) -m controlplane.platform
+PLATFORM := $(PY) -m devtools
 TRANSLATIONS := controlplane/translations
 LANGS   := fr en
 
@@ -14,14 +14,14 @@ bootstrap:
 
 ## The whole platform with demo data; Ctrl-C stops it.
 run: bootstrap
-	$(VENV)/bin/controlplane platform run
+	$(PLATFORM) run
 
 ## Build or reuse the Docker images (starts dockerd if needed and leaves it running).
 images: bootstrap
 	$(PLATFORM) images
 
 ## The test suite against real Docker, Redis and slapd (pytest exit 5, no tests, fails too).
-## `platform images` starts dockerd when no engine answers and leaves it running for pytest.
+## `python -m devtools images` starts dockerd when no engine answers and leaves it running for pytest.
 test: bootstrap
 	$(PLATFORM) images
 	$(VENV)/bin/pytest -q

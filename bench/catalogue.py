@@ -88,11 +88,13 @@ def main() -> int:
                         help="comma-separated subset")
     args = parser.parse_args()
 
-    from controlplane import credentials, devstack, kinds
-    from controlplane.extensions import db
-    from controlplane.lifecycle import approve_request, submit_request
-    from controlplane.models import Request, Service
-    from provisioners.runtime import hardened_options
+    from controlplane.services import credentials
+    from devtools import devstack
+    from controlplane.kinds import registry as kinds
+    from controlplane.core.extensions import db
+    from controlplane.requests.lifecycle import approve_request, submit_request
+    from controlplane.core.models import Request, Service
+    from provisioners.docker.runtime import hardened_options
 
     results: dict[str, tuple[list[float], list[float]]] = {}
     logins: dict[str, list[float]] = {}
@@ -170,11 +172,11 @@ def main() -> int:
                                params={"image": APP_IMAGE, "port": 9000, "health_path": "/"})
                 fake.institution = h.institution
                 if kind == "website":
-                    from provisioners.website import website_container_spec
+                    from provisioners.website.site import website_container_spec
                     cspec = website_container_spec(spec_kind.spec(fake))
                     inner = "8080/tcp"
                 else:
-                    from provisioners.application import application_container_spec
+                    from provisioners.application.container import application_container_spec
                     cspec = application_container_spec(dataclasses.replace(
                         spec_kind.spec(fake), volume_path=None))
                     inner = "9000/tcp"
@@ -186,7 +188,7 @@ def main() -> int:
                 h.extra_volumes.append(f"{name}-data")
                 start = docker_run(hardened_options(cspec))
                 return wait_http(port) - start
-            from provisioners.database import database_container_spec, image_user
+            from provisioners.database.server import database_container_spec, image_user
             fake = Service(id=900000 + i, institution_id=h.institution.id, kind=kind,
                            name=f"plain{i}", size="S", params={"username": f"plain{i}"})
             fake.institution = h.institution

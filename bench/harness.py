@@ -115,7 +115,7 @@ def platform(grants: dict[str, float] | None = None) -> Iterator[Harness]:
     """Redis, slapd, a database, a real RQ worker process and an institution with room."""
     import docker
 
-    from controlplane import devstack
+    from devtools import devstack
 
     devstack.ensure_dockerd(Path(tempfile.gettempdir()) / "bench-dockerd.log")
     client = docker.from_env(timeout=300)
@@ -146,11 +146,12 @@ def platform(grants: dict[str, float] | None = None) -> Iterator[Harness]:
                               stderr=open(work / "worker.log", "w"))
     harness = None
     try:
-        from controlplane import create_app, demo
-        from controlplane.auth import directory_config
-        from controlplane.extensions import db
-        from controlplane.models import Account, QuotaGrant
-        from provisioners import directory
+        from controlplane import create_app
+        from devtools import demo
+        from controlplane.accounts.views import directory_config
+        from controlplane.core.extensions import db
+        from controlplane.core.models import Account, QuotaGrant
+        from provisioners.directory import tree as directory
 
         app = create_app()
         ctx = app.app_context()

@@ -1,6 +1,6 @@
 """Mailbox: from the focal point's action to the first IMAP login, vs a bare LDAP add.
 
-Ours: `controlplane.mail.create_mailbox` (the portal's action: institution lock, quota
+Ours: `controlplane.kinds.mail.mailboxes.create_mailbox` (the portal's action: institution lock, quota
 decision, directory entry, database row, audit) until an IMAP login (STARTTLS + LOGIN) with
 the new password succeeds. Baseline, same run, interleaved: an ldap3 add of the same entry
 followed by the same login. Prints the medians and the ratio. Target: <= 1.5.
@@ -37,12 +37,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
-    from controlplane import devstack, mail
-    from controlplane.extensions import db
-    from controlplane.jobs import run_service_action
-    from controlplane.lifecycle import approve_request, submit_request
-    from controlplane.models import Request
-    from provisioners import directory, images, mailboxes
+    from devtools import devstack
+    from controlplane.kinds.mail import mailboxes as mail
+    from controlplane.core.extensions import db
+    from controlplane.services.jobs import run_service_action
+    from controlplane.requests.lifecycle import approve_request, submit_request
+    from controlplane.core.models import Request
+    from provisioners.directory import tree as directory
+    from provisioners.images import build as images
+    from provisioners.mail import mailboxes
 
     ours, bare = [], []
     with platform({"mailboxes": 10 * args.rounds}) as h:

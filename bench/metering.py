@@ -1,7 +1,7 @@
 """Cost of one metering sweep vs `docker stats --no-stream` over the same running containers.
 
 Starts N small hardened containers (default 200: comgov/base:bookworm, `sleep infinity`,
-16 MiB each, created in parallel), then times `provisioners.metering.sweep` (median of 5)
+16 MiB each, created in parallel), then times `provisioners.docker.metering.sweep` (median of 5)
 and `docker stats --no-stream <ids>` (median of 3) in the same run. Prints both and the
 ratio. Targets: a sweep under 0.5 s and at least 10x faster than the baseline. Everything
 created carries a bench prefix label and is removed at the end, Ctrl-C included.
@@ -39,9 +39,10 @@ def main() -> int:
 
     import docker
 
-    from controlplane import devstack
-    from provisioners import images, metering, runtime
-    from provisioners.runtime import ContainerSpec, Limits
+    from devtools import devstack
+    from provisioners.images import build as images
+    from provisioners.docker import metering, runtime
+    from provisioners.docker.runtime import ContainerSpec, Limits
 
     devstack.ensure_dockerd(Path(tempfile.gettempdir()) / "bench-dockerd.log")
     client = docker.from_env(timeout=300)
@@ -130,7 +131,7 @@ def cleanup(client, prefix: str, network: str, workers: int) -> None:
     """Remove every container of the bench prefix (in parallel), then its network."""
     import docker.errors
 
-    from provisioners import runtime
+    from provisioners.docker import runtime
 
     t0 = time.monotonic()
     flt = {"label": [f"{runtime.LABEL_PREFIX}={prefix}"]}

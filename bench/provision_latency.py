@@ -28,14 +28,15 @@ def main() -> int:
     parser.add_argument("--detail", action="store_true", help="print queue wait and job time")
     args = parser.parse_args()
 
-    from controlplane import devstack, infra
-    from controlplane.extensions import db
-    from controlplane.lifecycle import submit_website
+    from devtools import devstack
+    from controlplane.core import infra
+    from controlplane.core.extensions import db
+    from controlplane.requests.lifecycle import submit_website
     from sqlalchemy import select
 
-    from controlplane.models import AuditEvent, Request
-    from provisioners.runtime import hardened_options
-    from provisioners.website import WebsiteSpec, website_container_spec
+    from controlplane.core.models import AuditEvent, Request
+    from provisioners.docker.runtime import hardened_options
+    from provisioners.website.site import WebsiteSpec, website_container_spec
 
     ours, plain, plain_api = [], [], []
     grants = {"services.website": 4 * args.sites, "cpu": args.sites}
@@ -63,7 +64,7 @@ def main() -> int:
             if "--detail" in sys.argv:
                 from rq.job import Job
 
-                from controlplane import tasks
+                from controlplane.worker import queue as tasks
 
                 time.sleep(0.5)
                 job = Job.fetch(f"service-{svc.id}-provision", connection=tasks.redis_connection())

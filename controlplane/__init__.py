@@ -39,9 +39,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: configuration, extensions, blueprints. No network calls here."""
     import policies
 
-    from . import auth, cli, errors, views
-    from .config import Config
-    from .extensions import babel, csrf, db, limiter, login_manager, migrate
+    from controlplane.accounts import views as auth
+    from controlplane import cli, web as views
+    from controlplane.core import errors
+    from controlplane.core.config import Config
+    from controlplane.core.extensions import babel, csrf, db, limiter, login_manager, migrate
 
     instance = Path(os.environ.get("CONTROLPLANE_INSTANCE") or ROOT / "instance").resolve()
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True,
@@ -70,7 +72,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     limiter.init_app(app)
 
-    from . import kinds
+    from controlplane.kinds import registry as kinds
 
     kinds.load()
     auth.init_app(app)

@@ -1,4 +1,4 @@
 """`python -m controlplane` is the `controlplane` command."""
-from .cli import main
+from controlplane.cli import main
 
 main()

@@ -14,7 +14,7 @@ def _create_app():
     """The app; a broken policy file stops every command with its message, not a traceback."""
     import policies
 
-    from . import create_app
+    from controlplane import create_app
 
     try:
         return create_app()
@@ -26,28 +26,6 @@ def _create_app():
 @click.group(cls=FlaskGroup, create_app=_create_app)
 def main() -> None:
     """COMGOV hosting control plane."""
-
-
-@click.group("demo")
-def demo_cli() -> None:
-    """Demo data."""
-
-
-@demo_cli.command("load")
-@with_appcontext
-def demo_load() -> None:
-    """Load three institutions and their people; print the logins the first time only."""
-    from . import demo
-    from .auth import directory_config
-
-    logins = demo.load(directory_config(), Path(current_app.instance_path))
-    if logins is None:
-        click.echo("Demo data already loaded; the logins were printed at first start "
-                   f"(also in {Path(current_app.instance_path) / 'demo-logins.txt'}, mode 0600).")
-        return
-    click.echo("Demo logins (shown once; also saved in instance/demo-logins.txt, mode 0600):")
-    for uid, role, password in logins:
-        click.echo(f"  {uid:<18} {password:<14} {role}")
 
 
 @click.command("worker")
@@ -63,11 +41,13 @@ def worker(burst: bool, fork: bool) -> None:
     """
     from rq import SimpleWorker, Worker
 
-    from . import infra, jobs, tasks
-    from .extensions import db
+    from controlplane.core import infra
+    from controlplane.services import jobs
+    from controlplane.worker import queue as tasks
+    from controlplane.core.extensions import db
 
     import provisioners.proxy  # noqa: F401 - imported once here, not in every forked job
-    import provisioners.website  # noqa: F401
+    import provisioners.website.site  # MOVED from provisioners.website  # noqa: F401
 
     app = current_app._get_current_object()
     jobs.set_app(app)
@@ -87,7 +67,7 @@ def worker(burst: bool, fork: bool) -> None:
 @with_appcontext
 def scheduler_cmd(once: bool) -> None:
     """Enqueue the periodic jobs (audit sealing, metering, health, backups, retention)."""
-    from . import scheduler
+    from controlplane.worker import scheduler
 
     scheduler.run(current_app._get_current_object(), once=once)
 
@@ -101,7 +81,7 @@ def proxy_cli() -> None:
 @with_appcontext
 def proxy_ensure() -> None:
     """Create or repair the front proxy container."""
-    from . import infra
+    from controlplane.core import infra
 
     infra.ensure_proxy()
     click.echo(f"proxy: {current_app.config['PROXY_BIND']}:{current_app.config['PROXY_PORT']}")
@@ -116,7 +96,7 @@ def audit_cli() -> None:
 @with_appcontext
 def audit_seal() -> None:
     """Chain the events written since the last sealing."""
-    from . import audit
+    from controlplane.audit import trail as audit
 
     click.echo(f"sealed {audit.seal()} event(s)")
 
@@ -125,7 +105,7 @@ def audit_seal() -> None:
 @with_appcontext
 def audit_verify() -> None:
     """Recompute the chain; exit 1 and name the first event edited, deleted or reordered."""
-    from . import audit
+    from controlplane.audit import trail as audit
 
     result = audit.verify()
     if result.ok:
@@ -146,7 +126,7 @@ def mail_cli() -> None:
 @with_appcontext
 def mail_ensure() -> None:
     """Create or repair the mail platform (Postfix + Dovecot) and its directory account."""
-    from . import mail
+    from controlplane.kinds.mail import mailboxes as mail
 
     if not current_app.config.get("MAIL_SERVICE_PASSWORD"):
         click.echo("mail: MAIL_SERVICE_PASSWORD is not set; the mail platform is not started")
@@ -160,7 +140,7 @@ def mail_ensure() -> None:
 @click.command("firewall")
 def firewall_cmd() -> None:
     """Forbid tenant containers to open connections to the host itself (iptables, as root)."""
-    from provisioners import firewall
+    from provisioners.docker import firewall
 
     if firewall.ensure_host_isolation():
         click.echo("firewall: tenant containers cannot reach services of the host")
@@ -180,9 +160,9 @@ def volumes_remount() -> None:
     """Mount every quota volume again (after a reboot), before containers start using them."""
     from pathlib import Path
 
-    from provisioners import volumes
+    from provisioners.docker import volumes
 
-    from . import infra
+    from controlplane.core import infra
 
     root = infra.volumes_root()
     if root and Path(root).exists():
@@ -200,12 +180,12 @@ def person_cli() -> None:
 @with_appcontext
 def person_disable(uid: str) -> None:
     """Disable a person: no more sign-in, removed from every group in one action."""
-    from provisioners import service_accounts
+    from provisioners.directory import service_accounts
 
-    from . import audit
-    from .auth import directory_config
-    from .extensions import db
-    from .models import Account
+    from controlplane.audit import trail as audit
+    from controlplane.accounts.views import directory_config
+    from controlplane.core.extensions import db
+    from controlplane.core.models import Account
 
     try:
         groups = service_accounts.disable_person_everywhere(directory_config(), uid)
@@ -254,7 +234,6 @@ def policy_check(directory: str | None) -> None:
 
 
 def init_app(app) -> None:
-    app.cli.add_command(demo_cli)
     app.cli.add_command(worker)
     app.cli.add_command(scheduler_cmd)
     app.cli.add_command(proxy_cli)
@@ -267,9 +246,3 @@ def init_app(app) -> None:
 # Commands that must work even when the app cannot be built (bad policy file, no instance yet).
 main.add_command(policy_cli)
 main.add_command(firewall_cmd)
-try:
-    from .platform import platform_cli
-
-    main.add_command(platform_cli)
-except ImportError:  # pragma: no cover - while the platform runner is absent
-    pass

@@ -10,17 +10,19 @@ the plain answers (Decision.to_dict) it gets back.
 """
 from __future__ import annotations
 
-from .approval import Facts, check_quota_increase, check_request, match_rule, parse_amount
-from .loader import POLICIES_DIR, load, parse_plans, parse_sizes
-from .messages import format_number, format_quantity, format_reason, format_warning, resource_label
-from .model import (ACTIONS, KINDS, MAILBOX, REQUEST_KINDS, REQUEST_RESOURCES, RESOURCES,
-                    ApprovalRule, ExceptionRules, KindEntry, MailboxLimits, NameRule, Plan,
-                    Policies, PolicyError, Size)
-from .naming import HOSTNAME_RE, hostname_problem, image_problem, name_problem, version_problem
-from .quota import check_plan_change, warnings
-from .reasons import REASON_CODES, Decision, Reason, UsageWarning
-from .resources import (COUNTED_STATUSES, Resources, allocation_of, counts, demand_of,
-                        effective_quota, exception_active, holding_of)
+from policies.approval import Facts, check_quota_increase, check_request, match_rule, parse_amount
+from policies.loader import POLICIES_DIR, load, parse_plans, parse_sizes
+from policies.messages import (format_number, format_quantity, format_reason, format_warning,
+    resource_label)
+from policies.model import (ACTIONS, KINDS, MAILBOX, REQUEST_KINDS, REQUEST_RESOURCES, RESOURCES,
+    ApprovalRule, ExceptionRules, KindEntry, MailboxLimits, NameRule, Plan, Policies, PolicyError,
+    Size)
+from policies.naming import (HOSTNAME_RE, hostname_problem, image_problem, name_problem,
+    version_problem)
+from policies.quota import check_plan_change, warnings
+from policies.reasons import REASON_CODES, Decision, Reason, UsageWarning
+from policies.resources import (COUNTED_STATUSES, Resources, allocation_of, counts, demand_of,
+    effective_quota, exception_active, holding_of)
 
 __all__ = [
     "ACTIONS", "COUNTED_STATUSES", "HOSTNAME_RE", "KINDS", "MAILBOX", "POLICIES_DIR",
@@ -34,4 +36,4 @@ __all__ = [
     "version_problem", "warnings",
 ]
 
-from .retention import Retention, load_retention  # noqa: E402
+from policies.retention import Retention, load_retention  # noqa: E402

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable
 
-from .model import KINDS, MAILBOX, REQUEST_KINDS, RESOURCES, ApprovalRule, Plan, Policies
-from .reasons import Decision, Reason
-from .resources import Resources, _field, demand_of, effective_quota
+from policies.model import KINDS, MAILBOX, REQUEST_KINDS, RESOURCES, ApprovalRule, Plan, Policies
+from policies.reasons import Decision, Reason
+from policies.resources import Resources, _field, demand_of, effective_quota
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .model import (KINDS, LOCALES, MAILBOX, RESOURCES, ExceptionRules, MailboxLimits, Plan,
-                    Policies, PolicyError, Size)
-from .resources import Resources
-from .schema import Checker, read_yaml
+from policies.model import (KINDS, LOCALES, MAILBOX, RESOURCES, ExceptionRules, MailboxLimits,
+    Plan, Policies, PolicyError, Size)
+from policies.resources import Resources
+from policies.schema import Checker, read_yaml
 
 POLICIES_DIR = Path(__file__).resolve().parent
 PLAN_NAME = r"[a-z][a-z0-9_-]{1,31}"
@@ -145,7 +145,7 @@ def parse_plans(raw: Any, filename: str = "plans.yaml"
 
 def load(directory: Path | str | None = None) -> Policies:
     """Read and validate every policy file in `directory` (default: this package)."""
-    from .loader_rules import parse_approval, parse_catalogue, parse_naming
+    from policies.loader_rules import parse_approval, parse_catalogue, parse_naming
 
     base = Path(directory) if directory else POLICIES_DIR
     raw_sizes = read_yaml(base / "sizes.yaml")

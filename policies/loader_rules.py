@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .model import (ACTIONS, KINDS, REQUEST_KINDS, REQUEST_RESOURCES, ApprovalRule, KindEntry,
-                    NameRule, Size)
-from .naming import IMAGE_RE, REGISTRY_PREFIX_RE
-from .schema import Checker
+from policies.model import (ACTIONS, KINDS, REQUEST_KINDS, REQUEST_RESOURCES, ApprovalRule,
+    KindEntry, NameRule, Size)
+from policies.naming import IMAGE_RE, REGISTRY_PREFIX_RE
+from policies.schema import Checker
 
 RULE_NAME = r"[a-z][a-z0-9-]{1,40}"
 USER_IMAGE_KINDS = ("application",)  # kinds whose image is chosen by the institution

@@ -1,8 +1,8 @@
 """Reasons and warnings in French and English, with the units people read (Gio, cœurs)."""
 from __future__ import annotations
 
-from .model import _lang
-from .reasons import Reason, UsageWarning
+from policies.model import _lang
+from policies.reasons import Reason, UsageWarning
 
 # resource -> (French label, gender of the counted noun, English label)
 LABELS = {

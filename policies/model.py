@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .resources import Resources
+    from policies.resources import Resources
 
 # Kinds of service that run as containers (each has sizes S/M/L in sizes.yaml).
 KINDS = ("website", "postgresql", "mariadb", "application")
@@ -157,7 +157,7 @@ class Policies:
 
     def hostname_problem(self, hostname: str, domain: str) -> str | None:
         """Like policies.hostname_problem, plus 'reserved' for names kept for the platform."""
-        from .naming import hostname_problem
+        from policies.naming import hostname_problem
 
         problem = hostname_problem(hostname, domain)
         if problem is None and hostname != domain.lower().strip("."):

@@ -5,7 +5,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import Policies
+    from policies.model import Policies
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})+$")

@@ -4,9 +4,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Iterable, Mapping
 
-from .model import RESOURCES, Plan, Policies
-from .reasons import Reason, UsageWarning
-from .resources import Resources, effective_quota
+from policies.model import RESOURCES, Plan, Policies
+from policies.reasons import Reason, UsageWarning
+from policies.resources import Resources, effective_quota
 
 
 def check_plan_change(policies: Policies, new_plan: str | Plan, allocated: Resources,

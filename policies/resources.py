@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .model import KINDS, MAILBOX, RESOURCES, Plan
+from policies.model import KINDS, MAILBOX, RESOURCES, Plan
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import Policies
+    from policies.model import Policies
 
 # Statuses of requests, services and mailboxes that hold capacity. A request is passed only
 # while it has produced nothing yet (its service, once created, is passed instead); a

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .model import PolicyError
+from policies.model import PolicyError
 
 FIELDS = ("scheduled_days", "manual_days", "final_days")
 

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .model import PolicyError
+from policies.model import PolicyError
 
 _MISSING = object()
 

@@ -28,8 +28,8 @@ import docker.errors
 import jinja2
 from docker.models.containers import Container
 
-from provisioners import runtime
-from provisioners.runtime import ContainerSpec, Limits
+from provisioners.docker import runtime
+from provisioners.docker.runtime import ContainerSpec, Limits
 
 log = logging.getLogger(__name__)
 

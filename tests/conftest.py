@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane import devstack
+from devtools import devstack
 
 TEST_LABEL = "bi.gov.comgov.test"
 
@@ -73,7 +73,7 @@ def redis_url(session_dir):
 
 @pytest.fixture(scope="session")
 def ldap_config(session_dir):
-    from provisioners import directory
+    from provisioners.directory import tree as directory
 
     port = devstack.free_port()
     password = secrets.token_urlsafe(16)
@@ -117,7 +117,7 @@ INSTITUTIONS = [
 @pytest.fixture(scope="session")
 def directory_people(ldap_config):
     """The test institutions and people, in the real directory, once per session."""
-    from provisioners import directory
+    from provisioners.directory import tree as directory
 
     for acronym, name, _domain, _cat in INSTITUTIONS:
         directory.ensure_institution(ldap_config, acronym, name)
@@ -140,7 +140,7 @@ def template_db(tmp_path_factory):
                       "TESTING": True})
     with app.app_context():
         upgrade()
-        from controlplane.extensions import db
+        from controlplane.core.extensions import db
 
         db.engine.dispose()
     return path
@@ -171,9 +171,10 @@ def app_config(tmp_path, template_db, redis_url, ldap_config, directory_people):
 def app(app_config, tmp_path, monkeypatch):
     from redis import Redis
 
-    from controlplane import create_app, demo
-    from controlplane.auth import directory_config
-    from controlplane.extensions import db
+    from controlplane import create_app
+    from devtools import demo
+    from controlplane.accounts.views import directory_config
+    from controlplane.core.extensions import db
 
     monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "instance"))
     app = create_app(app_config)
@@ -255,7 +256,7 @@ def run_worker(app) -> None:
 @pytest.fixture(scope="session")
 def mail_settings(docker_client, session_dir, ldap_config, tmp_path_factory):
     """Configuration of a mail platform for the session (image built once, free ports)."""
-    from provisioners import images
+    from provisioners.images import build as images
 
     images.ensure_base_image(docker_client, tmp_path_factory.mktemp("base"))
     images.ensure_image(docker_client, "mail")

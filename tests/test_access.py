@@ -6,9 +6,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from controlplane.extensions import db
-from controlplane.models import (Account, Backup, Institution, Mailbox, Request, Service,
-                                 Task)
+from controlplane.core.extensions import db
+from controlplane.core.models import Account, Backup, Institution, Mailbox, Request, Service, Task
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from provisioners import app_images
-from provisioners.app_images import check_image_archive, image_allowed, load_image_archive
+from provisioners.application import image_archives as app_images
+from provisioners.application.image_archives import (check_image_archive, image_allowed,
+    load_image_archive)
 
 REGISTRY = "registry.dc.gov.bi/"
 

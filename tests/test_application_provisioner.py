@@ -12,11 +12,12 @@ import docker.errors
 import pytest
 import requests
 
-from provisioners import app_health, application, runtime, volumes
+from provisioners.application import healthcheck as app_health, container as application
+from provisioners.docker import runtime, volumes
 from provisioners import proxy as proxy_mod
-from provisioners.application import ApplicationSpec, ApplicationUnhealthy
+from provisioners.application.container import ApplicationSpec, ApplicationUnhealthy
 from provisioners.proxy import ProxySpec
-from provisioners.runtime import Limits
+from provisioners.docker.runtime import Limits
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from controlplane import audit
-from controlplane.extensions import db
-from controlplane.models import AuditEvent, Institution
+from controlplane.audit import trail as audit
+from controlplane.core.extensions import db
+from controlplane.core.models import AuditEvent, Institution
 
 
 @pytest.fixture

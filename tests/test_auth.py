@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from controlplane.models import Account, AuditEvent
+from controlplane.core.models import Account, AuditEvent
 
-from .conftest import PASSWORD, AuthActions
+from tests.conftest import PASSWORD, AuthActions
 
 
 def test_login_page_in_french_by_default(client):
@@ -25,7 +25,7 @@ def test_each_role_lands_on_its_page(app, client):
 def test_account_is_mirrored_at_login(app, auth):
     auth.login("fp.sante")
     with app.app_context():
-        from controlplane.extensions import db
+        from controlplane.core.extensions import db
 
         account = db.session.scalar(select(Account).where(Account.username == "fp.sante"))
         assert account.role == "focal_point"
@@ -52,7 +52,7 @@ def test_filter_injection_is_just_a_wrong_login(client, auth):
 
 
 def test_directory_unreachable(app, client):
-    from controlplane import devstack
+    from devtools import devstack
 
     app.config["LDAP_URL"] = f"ldap://127.0.0.1:{devstack.free_port()}"
     app.config["LDAP_TIMEOUT"] = 2

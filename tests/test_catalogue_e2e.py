@@ -10,11 +10,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from controlplane.extensions import db
-from controlplane.models import AuditEvent, Backup, Service
+from controlplane.core.extensions import db
+from controlplane.core.models import AuditEvent, Backup, Service
 
-from .conftest import run_worker
-from .test_end_to_end import fetch
+from tests.conftest import run_worker
+from tests.test_end_to_end import fetch
 
 pytestmark = pytest.mark.docker
 APP_IMAGE = "registry.dc.gov.bi/minisante/registre:1.0"
@@ -29,7 +29,7 @@ def request_service(auth, kind: str, data: dict) -> int:
 
 
 def service_of(app, request_id: int) -> Service:
-    from controlplane.models import Request
+    from controlplane.core.models import Request
 
     with app.app_context():
         return db.session.get(Request, request_id).service.id
@@ -60,7 +60,7 @@ def postgres_service(docker_app, client, auth):
         svc = db.session.get(Service, service_id)
         assert svc.status == "running", svc.error
     yield service_id
-    from controlplane import jobs
+    from controlplane.services import jobs
 
     with docker_app.app_context():
         jobs.run_service_action(service_id, "delete")
@@ -112,7 +112,7 @@ def test_deleting_a_database_keeps_a_final_backup(docker_app, client, auth, dock
     prefix = docker_app.config["DOCKER_PREFIX"]
     assert not docker_client.containers.list(all=True, filters={"name": f"{prefix}-db-{sid}"})
     # deleting what is already gone succeeds
-    from controlplane import jobs
+    from controlplane.services import jobs
 
     with docker_app.app_context():
         assert jobs.run_service_action(sid, "delete") == "gone"
@@ -182,7 +182,7 @@ def test_application_bound_to_database(docker_app, client, auth, postgres_servic
         if text.startswith("Muraho"):
             break
     assert text.startswith("Muraho x")
-    from controlplane import jobs
+    from controlplane.services import jobs
 
     with docker_app.app_context():
         jobs.run_service_action(sid, "delete")
@@ -209,7 +209,7 @@ def test_bad_application_requests_create_nothing(app, client, auth, data, messag
                          page="/portal/requests/new/application")
     assert response.status_code == 422
     assert message.lower() in response.get_data(as_text=True).lower()
-    from controlplane.models import Request
+    from controlplane.core.models import Request
 
     with app.app_context():
         assert db.session.scalar(select(Request)) is None

@@ -13,11 +13,13 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from controlplane import devstack
-from provisioners import database, images, runtime, volumes
-from provisioners.database import DatabaseSpec
-from provisioners.database_engines import DatabaseError
-from provisioners.runtime import Limits
+from devtools import devstack
+from provisioners.database import server as database
+from provisioners.images import build as images
+from provisioners.docker import runtime, volumes
+from provisioners.database.server import DatabaseSpec
+from provisioners.database.engines import DatabaseError
+from provisioners.docker.runtime import Limits
 
 pytestmark = pytest.mark.docker
 
@@ -166,7 +168,7 @@ def test_container_is_hardened_as_specified(docker_client, docker_prefix, server
 
 
 def test_secrets_are_scrubbed_from_errors(docker_client, server):
-    from provisioners import database_exec
+    from provisioners.database import commands as database_exec
 
     spec, password, _ = server
     with pytest.raises(DatabaseError) as caught:

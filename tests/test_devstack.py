@@ -11,8 +11,8 @@ import ldap3
 import pytest
 import redis
 
-from controlplane import devstack
-from provisioners import directory as d
+from devtools import devstack
+from provisioners.directory import tree as d
 
 
 def test_free_port_is_bindable():

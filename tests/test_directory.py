@@ -9,8 +9,8 @@ import time
 import ldap3
 import pytest
 
-from controlplane import devstack
-from provisioners import directory as d
+from devtools import devstack
+from provisioners.directory import tree as d
 
 
 def _uid(prefix: str = "u") -> str:

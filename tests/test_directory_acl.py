@@ -6,7 +6,7 @@ import secrets
 import ldap3
 import pytest
 
-from provisioners import service_accounts
+from provisioners.directory import service_accounts
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,9 @@ def test_service_account_cannot_read_other_institutions_or_staff(ldap_config, sv
 
 
 def test_people_still_sign_in(ldap_config, directory_people):
-    from provisioners import directory
+    from provisioners.directory import tree as directory
 
-    from .conftest import PASSWORD
+    from tests.conftest import PASSWORD
 
     assert directory.authenticate(ldap_config, "fp.obr", PASSWORD).institution == "OBR"
     assert directory.authenticate(ldap_config, "op.one", PASSWORD).role == "operator"

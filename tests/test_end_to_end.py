@@ -10,10 +10,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from controlplane.extensions import db
-from controlplane.models import ContentUpload, Request, Service
+from controlplane.core.extensions import db
+from controlplane.core.models import ContentUpload, Request, Service
 
-from .conftest import run_worker
+from tests.conftest import run_worker
 
 pytestmark = pytest.mark.docker
 HOST = "www.minisante.gov.bi"
@@ -124,7 +124,7 @@ def test_whole_path(docker_app, client, auth, proxy_port, docker_client, docker_
     assert client.get(f"/services/{service_id}/status.json").get_json()["status"] == "deleted"
     fetch(proxy_port, expect=404)
     with app.app_context():  # the content is kept for the retention period of policies/
-        from controlplane.models import Backup
+        from controlplane.core.models import Backup
 
         final = db.session.scalar(select(Backup).where(Backup.service_id == service_id,
                                                        Backup.trigger == "final"))
@@ -140,7 +140,7 @@ def test_whole_path(docker_app, client, auth, proxy_port, docker_client, docker_
 
 
 def test_provisioning_twice_creates_nothing_twice(docker_app, auth, docker_client, docker_prefix):
-    from controlplane import jobs
+    from controlplane.services import jobs
 
     app = docker_app
     service_id = request_and_approve(auth, "double.minisante.gov.bi")
@@ -235,7 +235,7 @@ def test_bad_archive_is_refused_and_nothing_created(docker_app, client, auth, da
     assert message in page
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(ContentUpload)) == 0
-        from controlplane import jobs
+        from controlplane.services import jobs
 
         jobs.run_service_action(service_id, "delete")
 

@@ -13,10 +13,13 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from provisioners import health, images, runtime, website
+from provisioners import probes as health
+from provisioners.images import build as images
+from provisioners.docker import runtime
+from provisioners.website import site as website
 from provisioners.proxy import ProxySpec
-from provisioners.runtime import ContainerSpec, Limits
-from provisioners.website import WebsiteSpec
+from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.website.site import WebsiteSpec
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"

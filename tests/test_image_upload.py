@@ -7,7 +7,7 @@ import tarfile
 import docker.errors
 import pytest
 
-from .conftest import run_worker
+from tests.conftest import run_worker
 
 pytestmark = pytest.mark.docker
 

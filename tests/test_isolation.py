@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from controlplane import devstack
-from provisioners import runtime
-from provisioners.runtime import ContainerSpec, Limits
+from devtools import devstack
+from provisioners.docker import runtime
+from provisioners.docker.runtime import ContainerSpec, Limits
 
 pytestmark = pytest.mark.docker
 
@@ -178,7 +178,7 @@ def test_server_container_is_hardened(docker_client, tenants):
 @pytest.fixture
 def host_firewall():
     """The platform's host rule (make run installs it at start): tenants cannot reach the host."""
-    from provisioners import firewall
+    from provisioners.docker import firewall
 
     if not firewall.ensure_host_isolation():
         pytest.skip("iptables is not usable here (not root?)")

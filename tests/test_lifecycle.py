@@ -6,8 +6,8 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from controlplane.extensions import db
-from controlplane.models import AuditEvent, Request, Service
+from controlplane.core.extensions import db
+from controlplane.core.models import AuditEvent, Request, Service
 
 
 def count(app, model, **filters) -> int:
@@ -125,7 +125,7 @@ def test_approval_with_queue_down_fails_visibly_and_can_be_retried(app, client, 
     auth.logout()
     auth.login("op.one")
     good = app.config["REDIS_URL"]
-    from controlplane import devstack
+    from devtools import devstack
 
     app.config["REDIS_URL"] = f"redis://127.0.0.1:{devstack.free_port()}/0"
     app.extensions.pop("redis", None)

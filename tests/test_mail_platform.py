@@ -12,10 +12,12 @@ import time
 import ldap3
 import pytest
 
-from controlplane import devstack
-from provisioners import directory, images, mail
-from provisioners import mailboxes as mb
-from provisioners.runtime import Limits
+from devtools import devstack
+from provisioners.directory import tree as directory
+from provisioners.images import build as images
+from provisioners.mail import platform as mail
+from provisioners.mail import mailboxes as mb
+from provisioners.docker.runtime import Limits
 
 pytestmark = pytest.mark.docker
 

@@ -11,10 +11,10 @@ import time
 import pytest
 from sqlalchemy import select
 
-from controlplane.extensions import db
-from controlplane.models import Backup, Mailbox, Request
+from controlplane.core.extensions import db
+from controlplane.core.models import Backup, Mailbox, Request
 
-from .conftest import run_worker
+from tests.conftest import run_worker
 
 pytestmark = pytest.mark.docker
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 def mail_app(docker_app, mail_settings, auth, client):
     """The app with official mail approved for MINISANTE and OBR, on a running platform."""
     docker_app.config.update(mail_settings)
-    from controlplane import mail
+    from controlplane.kinds.mail import mailboxes as mail
 
     with docker_app.app_context():
         mail.ensure_platform()
@@ -40,8 +40,8 @@ def mail_app(docker_app, mail_settings, auth, client):
     auth.logout()
     run_worker(docker_app)
     yield docker_app
-    from controlplane import jobs
-    from controlplane.models import Service
+    from controlplane.services import jobs
+    from controlplane.core.models import Service
 
     with docker_app.app_context():
         for svc in db.session.scalars(select(Service).where(Service.kind == "mail")).all():
@@ -209,7 +209,7 @@ def test_aliases_deliver_and_bad_ones_are_refused(mail_app, auth):
 
 
 def test_deleting_official_mail_archives_every_mailbox(mail_app, auth):
-    from controlplane.models import Service
+    from controlplane.core.models import Service
 
     app = mail_app
     auth.login("fp.sante")

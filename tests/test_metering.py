@@ -11,9 +11,10 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from provisioners import images, metering, runtime
-from provisioners.metering import Sample, Target
-from provisioners.runtime import ContainerSpec, Limits
+from provisioners.images import build as images
+from provisioners.docker import metering, runtime
+from provisioners.docker.metering import Sample, Target
+from provisioners.docker.runtime import ContainerSpec, Limits
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 BASE_IMAGE = images.BASE_IMAGE
@@ -168,7 +169,7 @@ def docker_disk(client) -> str | None:
 
 
 def quota_volume(root: Path, name: str) -> Path | None:
-    """A 16 MiB ext4 file system loop-mounted at root/name.mnt, as provisioners.volumes does."""
+    """A 16 MiB ext4 file system loop-mounted at root/name.mnt, as provisioners.docker.volumes does."""
     if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
         return None
     image, mountpoint = root / f"{name}.img", root / f"{name}.mnt"

@@ -6,12 +6,12 @@ import time
 import pytest
 from sqlalchemy import select
 
-from controlplane import health, usage
-from controlplane.extensions import db
-from controlplane.models import Alert, AuditEvent, Service, UsageRollup, UsageSample
+from controlplane.monitoring import health, usage
+from controlplane.core.extensions import db
+from controlplane.core.models import Alert, AuditEvent, Service, UsageRollup, UsageSample
 
-from .conftest import run_worker
-from .test_end_to_end import request_and_approve
+from tests.conftest import run_worker
+from tests.test_end_to_end import request_and_approve
 
 pytestmark = pytest.mark.docker
 
@@ -21,7 +21,7 @@ def running_site(docker_app, auth):
     service_id = request_and_approve(auth, "obs.minisante.gov.bi")
     run_worker(docker_app)
     yield service_id
-    from controlplane import jobs
+    from controlplane.services import jobs
 
     with docker_app.app_context():
         jobs.run_service_action(service_id, "delete")

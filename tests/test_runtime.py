@@ -7,8 +7,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from provisioners import runtime
-from provisioners.runtime import ContainerSpec, Limits
+from provisioners.docker import runtime
+from provisioners.docker.runtime import ContainerSpec, Limits
 
 pytestmark = pytest.mark.docker
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from redis import Redis
 from rq import Queue
 
-from controlplane import scheduler
+from controlplane.worker import scheduler
 
-from .conftest import run_worker
+from tests.conftest import run_worker
 
 
 def test_tick_enqueues_each_job_once_per_interval(app):
@@ -30,7 +30,7 @@ def test_seal_job_runs_in_a_worker(app, auth):
     auth.login("fp.sante")  # writes audit events
     assert scheduler.tick(app) == ["audit-seal"]
     run_worker(app)
-    from controlplane import audit
+    from controlplane.audit import trail as audit
 
     with app.app_context():
         result = audit.verify()

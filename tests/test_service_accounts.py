@@ -6,8 +6,8 @@ import secrets
 import ldap3
 import pytest
 
-from provisioners import directory as d
-from provisioners import service_accounts as sa
+from provisioners.directory import tree as d
+from provisioners.directory import service_accounts as sa
 
 PASSWORD = "Secret-pw-1"
 

@@ -11,12 +11,14 @@ import paramiko
 import pytest
 from sqlalchemy import select
 
-from controlplane.extensions import db
-from controlplane.models import AuditEvent, Service
-from provisioners import images, service_accounts, sftp
+from controlplane.core.extensions import db
+from controlplane.core.models import AuditEvent, Service
+from provisioners.images import build as images
+from provisioners.directory import service_accounts
+from provisioners.website import sftp
 
-from .conftest import run_worker
-from .test_end_to_end import fetch, request_and_approve
+from tests.conftest import run_worker
+from tests.test_end_to_end import fetch, request_and_approve
 
 pytestmark = pytest.mark.docker
 HOST = "fichiers.minisante.gov.bi"

@@ -16,11 +16,14 @@ import paramiko
 import pytest
 import requests
 
-from controlplane import devstack
-from provisioners import images, proxy as proxy_mod, runtime, sftp, volumes, website
+from devtools import devstack
+from provisioners.images import build as images
+from provisioners import proxy as proxy_mod
+from provisioners.docker import runtime, volumes
+from provisioners.website import sftp, site as website
 from provisioners.proxy import ProxySpec
-from provisioners.runtime import Limits
-from provisioners.website import WebsiteSpec
+from provisioners.docker.runtime import Limits
+from provisioners.website.site import WebsiteSpec
 
 pytestmark = pytest.mark.docker
 

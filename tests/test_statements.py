@@ -8,11 +8,11 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from controlplane import statements
-from controlplane.extensions import db
-from controlplane.models import Institution, Service, Task, UsageRollup
+from controlplane.reporting import statements
+from controlplane.core.extensions import db
+from controlplane.core.models import Institution, Service, Task, UsageRollup
 
-from .conftest import run_worker
+from tests.conftest import run_worker
 
 GIB = 1024 ** 3
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from provisioners import runtime, volumes, website
+from provisioners.docker import runtime, volumes
+from provisioners.website import site as website
 from provisioners.proxy import ProxySpec
-from provisioners.runtime import ContainerSpec, Limits
-from provisioners.volumes import QuotaVolumeError
-from provisioners.website import WebsiteSpec
+from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.docker.volumes import QuotaVolumeError
+from provisioners.website.site import WebsiteSpec
 
 pytestmark = pytest.mark.docker
 

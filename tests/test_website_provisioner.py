@@ -12,10 +12,11 @@ import pytest
 import requests
 
 from provisioners import proxy as proxy_mod
-from provisioners import runtime, website
+from provisioners.docker import runtime
+from provisioners.website import site as website
 from provisioners.proxy import ProxySpec
-from provisioners.runtime import Limits
-from provisioners.website import WebsiteSpec
+from provisioners.docker.runtime import Limits
+from provisioners.website.site import WebsiteSpec
 
 pytestmark = pytest.mark.docker
 

@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: recording events, sealing the chain, verifying it."""

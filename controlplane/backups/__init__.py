@@ -1,0 +1,1 @@
+"""Backups of services' data: scheduled, on demand, final on delete; restore; retention."""

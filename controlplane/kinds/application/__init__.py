@@ -1,0 +1,1 @@
+"""Institutions' own applications from allowed images, and their image archives."""

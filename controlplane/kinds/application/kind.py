@@ -1,0 +1,230 @@
+"""Institutions' own applications: an allowed image, one HTTP port behind the front proxy."""
+from __future__ import annotations
+
+import json
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+import policies as pol
+
+from controlplane.services import credentials as secrets
+from controlplane.core import infra
+from controlplane.core.extensions import db
+from controlplane.core.models import Service
+from controlplane.kinds.registry import Kind, register
+from controlplane.kinds.website.kind import check_hostname, check_size, size_choices
+
+
+class ApplicationRequestForm(FlaskForm):
+    name = StringField(_l("Application name"), validators=[DataRequired(), Length(max=40)],
+                       description=_l("Lowercase letters, digits and hyphens, e.g. "
+                                      "dossier-patient."))
+    hostname = StringField(_l("Host name"), validators=[DataRequired(), Length(max=253)])
+    image = StringField(_l("Image"), validators=[DataRequired(), Length(max=255)])
+    port = IntegerField(_l("HTTP port inside the container"), default=8080,
+                        validators=[DataRequired(), NumberRange(1, 65535)])
+    health_path = StringField(_l("Health check path"), default="/",
+                              validators=[Optional(), Length(max=200)])
+    environment = TextAreaField(_l("Environment variables"), validators=[Length(max=20000)],
+                                description=_l("One NAME=value per line. Values are stored "
+                                               "encrypted."))
+    volume_path = StringField(_l("Persistent volume mount point (optional)"),
+                              validators=[Optional(), Length(max=200)])
+    database = SelectField(_l("Database to bind (optional)"), validate_choice=False)
+    size = SelectField(_l("Size"), validators=[DataRequired()], validate_choice=False)
+
+
+def parse_environment(text: str) -> dict[str, str]:
+    from controlplane.requests.lifecycle import LifecycleError
+
+    env: dict[str, str] = {}
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "=" not in line:
+            raise LifecycleError(_l("Line %(n)s of the environment is not NAME=value.", n=number),
+                                 field="environment")
+        key, value = line.split("=", 1)
+        env[key.strip()] = value
+    from provisioners.application.container import validate_environment
+
+    try:
+        return validate_environment(env)
+    except ValueError as exc:
+        raise LifecycleError(_l("Environment: %(error)s", error=str(exc)),
+                             field="environment") from None
+
+
+def own_databases(institution_id: int) -> list[Service]:
+    return list(db.session.scalars(select(Service).where(
+        Service.institution_id == institution_id, Service.kind.in_(("postgresql", "mariadb")),
+        Service.status != "deleted").order_by(Service.id)))
+
+
+def image_namespace(institution) -> list[str]:
+    """Registry prefixes this institution may use: its own folder under each registry."""
+    policies = current_app.extensions["policies"]
+    registries = policies.catalogue["application"].registries
+    return [f"{r}{institution.acronym.lower()}/" for r in registries]
+
+
+class Application(Kind):
+    name = "application"
+    label = _l("application")
+    description = _l("Your institution’s own application, from an image of the data centre’s "
+                     "registry (or an image archive you upload), served on one HTTP port "
+                     "behind the front proxy.")
+    form_class = ApplicationRequestForm
+    detail_template = "kinds/application/detail.html"
+
+    def prepare_form(self, form, institution):
+        form.size.choices = size_choices(self.name)
+        form.database.choices = [("", "—")] + [
+            (str(s.id), f"{s.name} ({s.kind})") for s in own_databases(institution.id)]
+        if not form.is_submitted():
+            form.hostname.data = form.hostname.data or f"app.{institution.domain}"
+            form.image.data = form.image.data or f"{image_namespace(institution)[0]}app:1.0"
+        form.hostname.description = _l("Must be under %(domain)s.", domain=institution.domain)
+        form.image.description = _l("Allowed: %(prefixes)s…, with a version tag (not latest).",
+                                    prefixes=", ".join(image_namespace(institution)))
+
+    def clean(self, data, institution):
+        from controlplane.requests.lifecycle import LifecycleError
+
+        policies = current_app.extensions["policies"]
+        name = (data.get("name") or "").strip().lower()
+        problem = pol.name_problem(policies, "application", name)
+        if problem:
+            raise LifecycleError(_l("“%(name)s” cannot be used as an application name "
+                                    "(%(problem)s): use lowercase letters, digits and hyphens.",
+                                    name=name, problem=problem), field="name")
+        image = (data.get("image") or "").strip()
+        problem = pol.image_problem(policies, image)
+        own = any(image.startswith(p) for p in image_namespace(institution))
+        exact = image in policies.catalogue["application"].images
+        if problem or not (own or exact):
+            raise LifecycleError(_l("Image “%(image)s” is not allowed: use %(prefixes)s<name>:"
+                                    "<version>, or an image the catalogue lists.", image=image,
+                                    prefixes=" / ".join(image_namespace(institution))),
+                                 field="image")
+        port = data.get("port")
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise LifecycleError(_l("The port must be a number from 1 to 65535."), field="port")
+        health = (data.get("health_path") or "").strip() or None
+        if health and (not health.startswith("/") or any(c in health for c in " \"'\\\n")):
+            raise LifecycleError(_l("The health check path must start with / and contain no "
+                                    "spaces or quotes."), field="health_path")
+        volume = (data.get("volume_path") or "").strip() or None
+        if volume and (not volume.startswith("/") or ".." in volume or volume in ("/", "/etc",
+                                                                                   "/proc")):
+            raise LifecycleError(_l("The volume mount point must be an absolute path such as "
+                                    "/data."), field="volume_path")
+        env = parse_environment(data.get("environment") or "")
+        database = data.get("database") or None
+        if database:
+            ids = {str(s.id): s for s in own_databases(institution.id)}
+            if database not in ids:
+                raise LifecycleError(_l("Choose one of your institution’s databases."),
+                                     field="database")
+            database = int(database)
+        return {"name": name, "hostname": check_hostname(data.get("hostname"), institution),
+                "size": check_size(self.name, data.get("size")),
+                "params": {"image": image, "port": port, "health_path": health,
+                           "volume_path": volume, "database_id": database,
+                           "environment": secrets.encrypt(json.dumps(env))}}
+
+    def environment(self, svc: Service) -> dict[str, str]:
+        from provisioners.application.container import DATABASE_PORTS, database_env, database_host
+
+        token = (svc.params or {}).get("environment")
+        env = json.loads(secrets.decrypt(token)) if token else {}
+        db_id = (svc.params or {}).get("database_id")
+        if db_id:
+            bound = db.session.get(Service, db_id)
+            if bound is None or bound.status == "deleted":
+                raise RuntimeError(f"bound database #{db_id} no longer exists")
+            password = secrets.get(bound, "password")
+            if password is None:
+                raise RuntimeError(f"bound database #{db_id} has no credentials yet")
+            engine = bound.kind
+            env.update(database_env(engine, database_host(infra.common()["prefix"], bound.id),
+                                    DATABASE_PORTS[engine], bound.name,
+                                    bound.params.get("username", bound.name), password))
+        return env
+
+    def spec(self, svc: Service):
+        from provisioners.application.container import ApplicationSpec
+
+        params = svc.params or {}
+        size = self.size(svc.size)
+        return ApplicationSpec(
+            service_id=svc.id, institution_id=svc.institution_id,
+            institution=svc.institution.acronym, hostname=svc.hostname, image=params["image"],
+            port=int(params["port"]), environment=self.environment(svc),
+            health_path=params.get("health_path"), limits=infra.limits(size),
+            volume_path=params.get("volume_path"),
+            disk_bytes=size.disk_bytes if params.get("volume_path") and infra.volumes_root()
+            else 0, volumes_root=infra.volumes_root(),
+            health_interval=int(current_app.config.get("APP_HEALTH_INTERVAL", 10)),
+            **infra.common())
+
+    def provision(self, svc):
+        from provisioners.application import container as application
+
+        client = infra.docker_client()
+        image = svc.params["image"]
+        try:
+            client.images.get(image)
+        except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+            raise RuntimeError(f"image {image} is not on the platform: upload its archive "
+                               "or ask the data centre to publish it") from None
+        application.ensure_application(client, self.spec(svc), infra.proxy_spec())
+
+    def stop(self, svc):
+        from provisioners.application import container as application
+
+        application.stop_application(infra.docker_client(), self.spec(svc))
+
+    def start(self, svc):
+        from provisioners.application import container as application
+
+        application.start_application(infra.docker_client(), self.spec(svc), infra.proxy_spec())
+
+    def remove(self, svc):
+        from provisioners.application import container as application
+
+        try:
+            spec = self.spec(svc)
+        except RuntimeError:  # a bound database already gone: remove without its settings
+            spec = self.spec_without_database(svc)
+        application.remove_application(infra.docker_client(), spec, infra.proxy_spec())
+
+    def spec_without_database(self, svc):
+        params = dict(svc.params or {})
+        params.pop("database_id", None)
+        shadow = Service(id=svc.id, institution_id=svc.institution_id, hostname=svc.hostname,
+                         size=svc.size, params=params, kind=svc.kind)
+        shadow.institution = svc.institution
+        return self.spec(shadow)
+
+    def url(self, svc):
+        return infra.public_url(svc.hostname)
+
+    def container_name(self, svc):
+        return f"{infra.common()['prefix']}-app-{svc.id}"
+
+    def probe(self, svc):
+        """The container runs and the health path answers through the front proxy."""
+        ok, detail = super().probe(svc)
+        if not ok:
+            return ok, detail
+        return infra.probe_through_proxy(svc.hostname,
+                                         (svc.params or {}).get("health_path") or "/")
+
+
+register(Application())

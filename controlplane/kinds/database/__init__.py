@@ -1,0 +1,1 @@
+"""PostgreSQL and MariaDB servers, one per service, with credentials and backups."""

@@ -1,0 +1,1 @@
+"""Official mail: the shared mail platform, institutions' domains, mailboxes and aliases."""

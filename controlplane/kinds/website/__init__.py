@@ -1,0 +1,1 @@
+"""Static websites: nginx behind the front proxy, content by archive or SFTP."""

@@ -1,0 +1,1 @@
+"""Seeing the data centre: health probes, alerts, usage metering, capacity, charts, metrics."""

@@ -1,0 +1,1 @@
+"""Auditors' monthly usage statements, built by a worker with progress."""

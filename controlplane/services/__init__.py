@@ -1,0 +1,1 @@
+"""Hosted services once approved: their state machine, actions, jobs, content, secrets."""

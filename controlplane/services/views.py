@@ -1,0 +1,198 @@
+"""One request or service: its detail, live status, lifecycle actions and content upload."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
+                   request, url_for)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from controlplane.audit import trail as audit
+from controlplane.worker import queue as tasks
+from controlplane.services.content import ArchiveError, clean_archive
+from controlplane.accounts.views import role_required
+from controlplane.core.extensions import db
+from controlplane.core.forms import ActionForm, RejectForm, UploadForm
+from controlplane.requests.lifecycle import (SERVICE_ACTIONS, LifecycleError, cancel_request,
+    request_service_action)
+from controlplane.core.models import AuditEvent, ContentUpload, Request, Service
+from controlplane.web import scoped_get, site_url
+
+bp = Blueprint("services", __name__)
+
+
+@bp.route("/requests/<int:request_id>")
+@login_required
+def request_detail(request_id: int):
+    """A request, its decision and what it became."""
+    req = scoped_get(Request, request_id)
+    events = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.target_type == "request", AuditEvent.target_id == req.id)
+        .order_by(AuditEvent.id)).all()
+    from controlplane.requests.lifecycle import approvals_of
+
+    return render_template("requests/request.html", req=req, events=events, form=ActionForm(),
+                           reject_form=RejectForm(), approvals=approvals_of(req))
+
+
+@bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
+@role_required("focal_point")
+def cancel(request_id: int):
+    """Withdraw one's own request while it waits for approval."""
+    req = scoped_get(Request, request_id)
+    if ActionForm().validate_on_submit():
+        try:
+            cancel_request(current_user, req)
+        except LifecycleError as exc:
+            flash(str(exc.message), "error")
+        else:
+            flash(_("Request #%(id)s cancelled.", id=req.id), "success")
+    return redirect(url_for("services.request_detail", request_id=req.id))
+
+
+def _status_payload(svc: Service) -> dict:
+    return {
+        "id": svc.id,
+        "status": svc.status,
+        "status_label": _status_label(svc.status),
+        "pending_action": svc.pending_action,
+        "busy": bool(svc.pending_action) and svc.status != "failed",
+        "error": svc.error,
+        "url": site_url(current_app, svc) if svc.status in ("running", "stopped") else None,
+        "status_changed_at": svc.status_changed_at.isoformat() + "Z",
+    }
+
+
+def _status_label(status: str) -> str:
+    labels = {"provisioning": _("provisioning"), "running": _("running"),
+              "stopped": _("stopped"), "deleting": _("deleting"), "deleted": _("deleted"),
+              "failed": _("failed")}
+    return labels.get(status, status)
+
+
+@bp.route("/services/<int:service_id>")
+@login_required
+def service_detail(service_id: int):
+    """A service: status, URL, content, actions and history."""
+    svc = scoped_get(Service, service_id)
+    events = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.target_type == "service", AuditEvent.target_id == svc.id)
+        .order_by(AuditEvent.id.desc()).limit(30)).all()
+    uploads = db.session.scalars(select(ContentUpload).where(ContentUpload.service_id == svc.id)
+                                 .order_by(ContentUpload.id.desc()).limit(5)).all()
+    can_act = not current_user.is_auditor
+    from controlplane.kinds import registry as kinds
+
+    allowed = kinds.get(svc.kind).actions if kinds.get(svc.kind) else None
+    actions = sorted(SERVICE_ACTIONS.get(svc.status, set()) - {"resize"}) if can_act else []
+    if allowed is not None:
+        actions = [a for a in actions if a in allowed]
+    if svc.pending_action and svc.status != "failed":
+        actions = []
+    can_resize = (current_user.is_focal_point and not svc.pending_action
+                  and (allowed is None or "resize" in allowed)
+                  and "resize" in SERVICE_ACTIONS.get(svc.status, set()))
+    sizes = current_app.extensions["policies"].size_names(svc.kind) if can_resize else []
+    return render_template("services/service.html", svc=svc, events=events, uploads=uploads,
+                           actions=actions, form=ActionForm(), upload_form=UploadForm(),
+                           status=_status_payload(svc),
+                           can_upload=can_act and svc.status in ("running", "stopped"),
+                           sizes=sizes)
+
+
+@bp.route("/services/<int:service_id>/status.json")
+@login_required
+def service_status(service_id: int):
+    """Live status for the page's poller."""
+    return jsonify(_status_payload(scoped_get(Service, service_id)))
+
+
+@bp.route("/services/<int:service_id>/actions/<action>", methods=["POST"])
+@role_required("focal_point", "operator")
+def service_action(service_id: int, action: str):
+    """Stop, start, delete or retry a service."""
+    svc = scoped_get(Service, service_id)
+    if action not in ("stop", "start", "delete", "retry"):
+        abort(404)
+    if ActionForm().validate_on_submit():
+        try:
+            request_service_action(current_user, svc, action)
+        except LifecycleError as exc:
+            flash(str(exc.message), "error")
+        else:
+            flash(_("Done: the platform is applying your request."), "success")
+    return redirect(url_for("services.service_detail", service_id=svc.id))
+
+
+@bp.route("/services/<int:service_id>/resize", methods=["POST"])
+@role_required("focal_point")
+def resize(service_id: int):
+    """Ask for another size (checked against the quota; approval as the rules say)."""
+    from controlplane.requests.lifecycle import submit_resize
+
+    svc = scoped_get(Service, service_id)
+    if ActionForm().validate_on_submit():
+        try:
+            req = submit_resize(current_user, svc, request.form.get("size", ""))
+        except LifecycleError as exc:
+            flash(str(exc.message), "error")
+        else:
+            flash(_("Your request was submitted; the data centre will review it."), "success")
+            return redirect(url_for("services.request_detail", request_id=req.id))
+    return redirect(url_for("services.service_detail", service_id=svc.id))
+
+
+@bp.route("/services/<int:service_id>/content", methods=["POST"])
+@role_required("focal_point", "operator")
+def upload_content(service_id: int):
+    """Receive a site archive, check it, and let a worker put it in place."""
+    svc = scoped_get(Service, service_id)
+    form = UploadForm()
+    if svc.status not in ("running", "stopped"):
+        flash(_("Content can be uploaded once the site is running or stopped."), "error")
+        return redirect(url_for("services.service_detail", service_id=svc.id))
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(_("Upload refused: %(error)s", error=error), "error")
+        if not form.errors:
+            flash(_("Choose an archive file to upload."), "error")
+        return redirect(url_for("services.service_detail", service_id=svc.id))
+    size = current_app.extensions["policies"].size(svc.kind, svc.size)
+    storage = form.archive.data
+    try:
+        clean = clean_archive(storage.stream, max_bytes=int(current_app.config["UPLOAD_MAX_BYTES"]),
+                              max_unpacked=size.disk_bytes)
+    except ArchiveError as exc:
+        flash(_("Upload refused: %(error)s", error=exc.message), "error")
+        return redirect(url_for("services.service_detail", service_id=svc.id))
+    filename = os.path.basename(storage.filename or "archive")[:200]
+    upload = ContentUpload(service_id=svc.id, author_id=current_user.id, filename=filename,
+                           size_bytes=clean.total_bytes, files=clean.files)
+    db.session.add(upload)
+    db.session.flush()
+    from controlplane.services.jobs import upload_path
+
+    path: Path = upload_path(upload)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(clean.data)
+    tmp.replace(path)
+    audit.record("service.content_uploaded", svc, actor=current_user,
+                 after={"upload": upload.id, "filename": filename, "files": clean.files,
+                        "bytes": clean.total_bytes})
+    db.session.commit()
+    try:
+        tasks.enqueue_deploy(upload.id)
+    except tasks.QueueUnavailable:
+        upload.status, upload.error = "failed", "job queue unavailable"
+        db.session.commit()
+        path.unlink(missing_ok=True)
+        flash(_("The job queue is unavailable; try again in a few minutes."), "error")
+    else:
+        flash(_("Archive accepted (%(files)s files); it is being published.", files=clean.files),
+              "success")
+    return redirect(url_for("services.service_detail", service_id=svc.id))

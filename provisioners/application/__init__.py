@@ -1,0 +1,1 @@
+"""Institutions' application containers, their health check and image archives."""

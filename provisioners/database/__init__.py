@@ -1,0 +1,1 @@
+"""PostgreSQL and MariaDB servers: containers, engines' SQL, commands, backup and restore."""

@@ -1,0 +1,1 @@
+"""OpenLDAP: the tree, institutions, people, groups, and services' accounts."""

@@ -1,0 +1,2 @@
+"""The Docker Engine side shared by every kind: hardened containers, quota volumes,
+metering, the host firewall."""

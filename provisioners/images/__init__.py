@@ -1,0 +1,1 @@
+"""Platform images built from Debian packages (debootstrap, then one folder per image)."""

@@ -1,0 +1,1 @@
+"""The mail platform (Postfix + Dovecot) and its entries in the directory."""

@@ -1,0 +1,1 @@
+"""A website's nginx container and its SFTP side-car."""

@@ -3,24 +3,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
-if TYPE_CHECKING:  # pragma: no cover
-    from policies.resources import Resources
-
-# Kinds of service that run as containers (each has sizes S/M/L in sizes.yaml).
-KINDS = ("website", "postgresql", "mariadb", "application")
-# What a request can ask for: a container kind, or a mailbox (sized in MiB, not S/M/L).
-MAILBOX = "mailbox"
-REQUEST_KINDS = (*KINDS, MAILBOX)
-# Every quota resource, as named in reasons, warnings and quota exceptions.
-RESOURCES = ("cpu", "memory_mib", "disk_mib", *(f"services.{k}" for k in KINDS),
-             "mailboxes", "mail_storage_mib")
-# Resources a single request consumes; approval rules may compare them with thresholds.
-REQUEST_RESOURCES = ("cpu", "memory_mib", "disk_mib", "mail_storage_mib")
-# What approval rules distinguish: a new service or mailbox, a size change, a plan exception.
-ACTIONS = ("create", "resize", "quota_increase")
-LOCALES = ("fr", "en")
+from policies.naming import hostname_problem
+from policies.quantities import Resources
+# The vocabulary is re-exported: callers may keep importing it from policies.model.
+from policies.vocabulary import (ACTIONS, KINDS, LOCALES, MAILBOX, REQUEST_KINDS,  # noqa: F401
+    REQUEST_RESOURCES, RESOURCES, _lang)
 
 
 class PolicyError(ValueError):
@@ -157,8 +146,6 @@ class Policies:
 
     def hostname_problem(self, hostname: str, domain: str) -> str | None:
         """Like policies.hostname_problem, plus 'reserved' for names kept for the platform."""
-        from policies.naming import hostname_problem
-
         problem = hostname_problem(hostname, domain)
         if problem is None and hostname != domain.lower().strip("."):
             first, _, rest = hostname.partition(".")
@@ -166,8 +153,3 @@ class Policies:
                 return "reserved"
         return problem
 
-
-def _lang(locale: str | None) -> str:
-    """'fr', 'fr_BI', 'en-GB' -> 'fr' / 'en'; anything else falls back to French (the default)."""
-    code = (locale or "fr").replace("-", "_").split("_")[0].lower()
-    return code if code in LOCALES else "fr"

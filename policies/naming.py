@@ -2,10 +2,40 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Mapping, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from policies.model import Policies
+
+class _NameRule(Protocol):
+    """What naming reads of a policies.model.NameRule."""
+
+    @property
+    def pattern(self) -> re.Pattern: ...
+    @property
+    def max_length(self) -> int: ...
+    @property
+    def reserved(self) -> frozenset[str]: ...
+
+
+class _KindEntry(Protocol):
+    """What naming reads of a policies.model.KindEntry."""
+
+    @property
+    def versions(self) -> tuple[str, ...]: ...
+    @property
+    def registries(self) -> tuple[str, ...]: ...
+    @property
+    def images(self) -> tuple[str, ...]: ...
+    @property
+    def require_tag(self) -> bool: ...
+
+
+class NamingRules(Protocol):
+    """What naming reads of a Policies; policies.model imports this module, never the reverse."""
+
+    @property
+    def naming(self) -> Mapping[str, _NameRule]: ...
+    @property
+    def catalogue(self) -> Mapping[str, _KindEntry]: ...
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})+$")
@@ -30,7 +60,7 @@ def hostname_problem(hostname: str, domain: str) -> str | None:
     return None
 
 
-def name_problem(policies: Policies, what: str, name: str) -> str | None:
+def name_problem(policies: NamingRules, what: str, name: str) -> str | None:
     """Why `name` cannot be a `what` (database, mailbox, application) name, or None.
 
     Codes: 'syntax', 'too_long', 'reserved'. Database names also serve for database users.
@@ -54,7 +84,7 @@ def _tag(image: str) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
-def image_problem(policies: Policies, image: str, kind: str = "application") -> str | None:
+def image_problem(policies: NamingRules, image: str, kind: str = "application") -> str | None:
     """Why an institution may not run `image`, or None.
 
     Codes: 'syntax', 'untagged' (no tag, or ":latest", when tags are required),
@@ -70,7 +100,7 @@ def image_problem(policies: Policies, image: str, kind: str = "application") -> 
     return "not_allowed"
 
 
-def version_problem(policies: Policies, kind: str, version: str | None) -> str | None:
+def version_problem(policies: NamingRules, kind: str, version: str | None) -> str | None:
     """'unknown' when `version` is not offered for `kind` (None = the default version)."""
     entry = policies.catalogue[kind]
     if version is None or version in entry.versions:

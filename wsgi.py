@@ -1,4 +1,4 @@
 """WSGI entry point: ``gunicorn wsgi:app``."""
-from controlplane import create_app
+from controlplane.app import create_app
 
 app = create_app()

@@ -88,12 +88,12 @@ def main() -> int:
                         help="comma-separated subset")
     args = parser.parse_args()
 
+    from controlplane.core.extensions import db
+    from controlplane.core.models import Request, Service
+    from controlplane.kinds import registry as kinds
+    from controlplane.requests.lifecycle import approve_request, submit_request
     from controlplane.services import credentials
     from devtools import devstack
-    from controlplane.kinds import registry as kinds
-    from controlplane.core.extensions import db
-    from controlplane.requests.lifecycle import approve_request, submit_request
-    from controlplane.core.models import Request, Service
     from provisioners.docker.runtime import hardened_options
 
     results: dict[str, tuple[list[float], list[float]]] = {}

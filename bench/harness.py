@@ -146,11 +146,11 @@ def platform(grants: dict[str, float] | None = None) -> Iterator[Harness]:
                               stderr=open(work / "worker.log", "w"))
     harness = None
     try:
-        from controlplane import create_app
-        from devtools import demo
         from controlplane.accounts.views import directory_config
+        from controlplane.app import create_app
         from controlplane.core.extensions import db
         from controlplane.core.models import Account, QuotaGrant
+        from devtools import demo
         from provisioners.directory import tree as directory
 
         app = create_app()

@@ -37,12 +37,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
-    from devtools import devstack
-    from controlplane.kinds.mail import mailboxes as mail
     from controlplane.core.extensions import db
-    from controlplane.services.jobs import run_service_action
-    from controlplane.requests.lifecycle import approve_request, submit_request
     from controlplane.core.models import Request
+    from controlplane.kinds.mail import mailboxes as mail
+    from controlplane.requests.lifecycle import approve_request, submit_request
+    from controlplane.services.jobs import run_service_action
+    from devtools import devstack
     from provisioners.directory import tree as directory
     from provisioners.images import build as images
     from provisioners.mail import mailboxes

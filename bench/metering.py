@@ -40,9 +40,9 @@ def main() -> int:
     import docker
 
     from devtools import devstack
-    from provisioners.images import build as images
     from provisioners.docker import metering, runtime
     from provisioners.docker.runtime import ContainerSpec, Limits
+    from provisioners.images import build as images
 
     devstack.ensure_dockerd(Path(tempfile.gettempdir()) / "bench-dockerd.log")
     client = docker.from_env(timeout=300)

@@ -28,13 +28,13 @@ def main() -> int:
     parser.add_argument("--detail", action="store_true", help="print queue wait and job time")
     args = parser.parse_args()
 
-    from devtools import devstack
-    from controlplane.core import infra
-    from controlplane.core.extensions import db
-    from controlplane.requests.lifecycle import submit_website
     from sqlalchemy import select
 
+    from controlplane.core import infra
+    from controlplane.core.extensions import db
     from controlplane.core.models import AuditEvent, Request
+    from controlplane.requests.lifecycle import submit_website
+    from devtools import devstack
     from provisioners.docker.runtime import hardened_options
     from provisioners.website.site import WebsiteSpec, website_container_spec
 

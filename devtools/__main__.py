@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from controlplane.app import create_app
+from controlplane.core.infra import directory_config
 from devtools import demo
 from devtools.platform import platform_cli
 
@@ -12,9 +14,6 @@ from devtools.platform import platform_cli
 @platform_cli.command("demo-load")
 def demo_load() -> None:
     """Load three institutions and their people; print the logins the first time only."""
-    from controlplane import create_app
-    from controlplane.core.infra import directory_config
-
     app = create_app()
     with app.app_context():
         logins = demo.load(directory_config(), Path(app.instance_path))

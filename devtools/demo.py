@@ -7,11 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from provisioners.directory import tree as directory
-
 from controlplane.audit import trail as audit
 from controlplane.core.extensions import db
 from controlplane.core.models import Institution
+from provisioners.directory import tree as directory
 
 INSTITUTIONS = [
     ("MINISANTE", "Ministère de la Santé Publique et de la Lutte contre le Sida",

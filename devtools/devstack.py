@@ -13,6 +13,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import ldap3
+import redis
+from ldap3.core.exceptions import LDAPException
+
 log = logging.getLogger(__name__)
 
 DOCKER_INFO_TIMEOUT = 15
@@ -79,8 +83,6 @@ def ensure_dockerd(log_path: Path) -> subprocess.Popen | None:
 
 def start_redis(workdir: Path, port: int, persistent: bool = False) -> subprocess.Popen:
     """Run a private redis-server in the foreground and return once it answers PING."""
-    import redis
-
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -290,9 +292,6 @@ def _prepare_socket_dir(ldapi: Path) -> None:
 
 def _admin_bind_ok(port: int, admin_dn: str, admin_password: str) -> tuple[bool, str]:
     """Try one admin bind; report the reason on failure for the error message."""
-    import ldap3
-    from ldap3.core.exceptions import LDAPException
-
     server = ldap3.Server("127.0.0.1", port=port, get_info=ldap3.NONE, connect_timeout=2)
     conn = ldap3.Connection(server, user=admin_dn, password=admin_password, receive_timeout=2)
     try:

@@ -20,9 +20,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
+import docker
 
-from devtools import devstack
 from controlplane.core.config import Config
+from devtools import devstack
+from provisioners.images import build as images
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,10 +98,6 @@ def ensure_settings(instance: Path) -> dict[str, object]:
 
 def build_images(instance: Path) -> list[str]:
     """Build or reuse every platform image (the engine must answer)."""
-    import docker
-
-    from provisioners.images import build as images
-
     client = docker.from_env(timeout=300)
     try:
         return images.ensure_images(client, instance / "build")

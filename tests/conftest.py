@@ -133,7 +133,7 @@ def template_db(tmp_path_factory):
     """A database migrated once with Alembic; each test gets a copy."""
     from flask_migrate import upgrade
 
-    from controlplane import create_app
+    from controlplane.app import create_app
 
     path = tmp_path_factory.mktemp("db") / "template.db"
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SECRET_KEY": "t",
@@ -171,10 +171,10 @@ def app_config(tmp_path, template_db, redis_url, ldap_config, directory_people):
 def app(app_config, tmp_path, monkeypatch):
     from redis import Redis
 
-    from controlplane import create_app
-    from devtools import demo
     from controlplane.accounts.views import directory_config
+    from controlplane.app import create_app
     from controlplane.core.extensions import db
+    from devtools import demo
 
     monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "instance"))
     app = create_app(app_config)

@@ -11,8 +11,11 @@ import docker.errors
 import pytest
 
 from provisioners.application import image_archives as app_images
-from provisioners.application.image_archives import (check_image_archive, image_allowed,
-    load_image_archive)
+from provisioners.application.image_archives import (
+    check_image_archive,
+    image_allowed,
+    load_image_archive,
+)
 
 REGISTRY = "registry.dc.gov.bi/"
 

@@ -12,12 +12,13 @@ import docker.errors
 import pytest
 import requests
 
-from provisioners.application import healthcheck as app_health, container as application
-from provisioners.docker import runtime, volumes
 from provisioners import proxy as proxy_mod
+from provisioners.application import container as application
+from provisioners.application import healthcheck as app_health
 from provisioners.application.container import ApplicationSpec, ApplicationUnhealthy
-from provisioners.proxy import ProxySpec
+from provisioners.docker import runtime, volumes
 from provisioners.docker.runtime import Limits
+from provisioners.proxy import ProxySpec
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"

@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from controlplane.core.models import Account, AuditEvent
-
 from tests.conftest import PASSWORD, AuthActions
 
 
@@ -62,7 +61,7 @@ def test_directory_unreachable(app, client):
 
 
 def test_login_rate_limited(app_config, tmp_path, monkeypatch):
-    from controlplane import create_app
+    from controlplane.app import create_app
 
     monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "rl"))
     app = create_app(dict(app_config, RATELIMIT_LOGIN="3 per minute"))

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from controlplane.core.extensions import db
 from controlplane.core.models import AuditEvent, Backup, Service
-
 from tests.conftest import run_worker
 from tests.test_end_to_end import fetch
 

@@ -14,12 +14,13 @@ import docker.errors
 import pytest
 
 from devtools import devstack
+from provisioners.database import backup as database_backup
 from provisioners.database import server as database
-from provisioners.images import build as images
-from provisioners.docker import runtime, volumes
-from provisioners.database.server import DatabaseSpec
 from provisioners.database.engines import DatabaseError
+from provisioners.database.server import DatabaseSpec
+from provisioners.docker import runtime, volumes
 from provisioners.docker.runtime import Limits
+from provisioners.images import build as images
 
 pytestmark = pytest.mark.docker
 
@@ -103,17 +104,17 @@ def test_backup_restore_roundtrip(docker_client, server, tmp_path):
     spec, password, _ = server
     sql_ok(spec, password, "CREATE TABLE visites (id INT, motif VARCHAR(40))")
     sql_ok(spec, password, "INSERT INTO visites VALUES (1, 'consultation'), (2, 'vaccin')")
-    dump = database.backup(docker_client, spec, tmp_path / "backups")
+    dump = database_backup.backup(docker_client, spec, tmp_path / "backups")
     assert re.fullmatch(rf"{database.container_name(spec)}-registre-\d{{8}}T\d{{6}}Z\.sql\.gz",
                         dump.name)
     assert dump.stat().st_mode & 0o777 == 0o600
     assert b"visites" in gzip.decompress(dump.read_bytes())
-    second = database.backup(docker_client, spec, tmp_path / "backups")
+    second = database_backup.backup(docker_client, spec, tmp_path / "backups")
     assert second != dump  # same second: a new name, never an overwrite
 
     sql_ok(spec, password, "DROP TABLE visites")
     sql_ok(spec, password, "CREATE TABLE apres_backup (id INT)")
-    database.restore(docker_client, spec, dump)
+    database_backup.restore(docker_client, spec, dump)
     assert sql_ok(spec, password, "SELECT motif FROM visites ORDER BY id").split() == [
         "consultation", "vaccin"]
     assert client_cmd(spec, spec.username, password, "SELECT * FROM apres_backup").returncode != 0
@@ -128,7 +129,7 @@ def test_restore_of_a_broken_dump_raises(docker_client, server, tmp_path):
     broken = tmp_path / "broken.sql"
     broken.write_text("CREATE TABLE ok_table (id INT);\nTHIS IS NOT SQL;\n")
     with pytest.raises(DatabaseError, match="failed"):
-        database.restore(docker_client, spec, broken)
+        database_backup.restore(docker_client, spec, broken)
 
 
 def test_password_rotation(docker_client, server):
@@ -168,7 +169,7 @@ def test_container_is_hardened_as_specified(docker_client, docker_prefix, server
 
 
 def test_secrets_are_scrubbed_from_errors(docker_client, server):
-    from provisioners.database import commands as database_exec
+    from provisioners.database import container_exec as database_exec
 
     spec, password, _ = server
     with pytest.raises(DatabaseError) as caught:

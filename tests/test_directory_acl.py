@@ -40,7 +40,6 @@ def test_service_account_cannot_read_other_institutions_or_staff(ldap_config, sv
 
 def test_people_still_sign_in(ldap_config, directory_people):
     from provisioners.directory import tree as directory
-
     from tests.conftest import PASSWORD
 
     assert directory.authenticate(ldap_config, "fp.obr", PASSWORD).institution == "OBR"

@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 
 from controlplane.core.extensions import db
 from controlplane.core.models import ContentUpload, Request, Service
-
 from tests.conftest import run_worker
 
 pytestmark = pytest.mark.docker

@@ -14,11 +14,11 @@ import docker.errors
 import pytest
 
 from provisioners import probes as health
-from provisioners.images import build as images
 from provisioners.docker import runtime
-from provisioners.website import site as website
-from provisioners.proxy import ProxySpec
 from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.images import build as images
+from provisioners.proxy import ProxySpec
+from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}

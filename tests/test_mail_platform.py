@@ -5,8 +5,8 @@ import email.message
 import imaplib
 import secrets
 import smtplib
-import statistics
 import ssl
+import statistics
 import time
 
 import ldap3
@@ -14,10 +14,10 @@ import pytest
 
 from devtools import devstack
 from provisioners.directory import tree as directory
-from provisioners.images import build as images
-from provisioners.mail import platform as mail
-from provisioners.mail import mailboxes as mb
 from provisioners.docker.runtime import Limits
+from provisioners.images import build as images
+from provisioners.mail import mailboxes as mb
+from provisioners.mail import platform as mail
 
 pytestmark = pytest.mark.docker
 

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from controlplane.core.extensions import db
 from controlplane.core.models import Backup, Mailbox, Request
-
 from tests.conftest import run_worker
 
 pytestmark = pytest.mark.docker
@@ -40,8 +39,8 @@ def mail_app(docker_app, mail_settings, auth, client):
     auth.logout()
     run_worker(docker_app)
     yield docker_app
-    from controlplane.services import jobs
     from controlplane.core.models import Service
+    from controlplane.services import jobs
 
     with docker_app.app_context():
         for svc in db.session.scalars(select(Service).where(Service.kind == "mail")).all():

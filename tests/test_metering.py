@@ -11,10 +11,10 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from provisioners.images import build as images
 from provisioners.docker import metering, runtime
 from provisioners.docker.metering import Sample, Target
 from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.images import build as images
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 BASE_IMAGE = images.BASE_IMAGE

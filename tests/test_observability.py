@@ -6,10 +6,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from controlplane.monitoring import health, usage
 from controlplane.core.extensions import db
 from controlplane.core.models import Alert, AuditEvent, Service, UsageRollup, UsageSample
-
+from controlplane.monitoring import health, usage
 from tests.conftest import run_worker
 from tests.test_end_to_end import request_and_approve
 

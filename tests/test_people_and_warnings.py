@@ -5,15 +5,15 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from controlplane.quotas import allocation as quotas
 from controlplane.core.extensions import db
 from controlplane.core.models import Alert, Institution, Service, UsageSample, utcnow
-
+from controlplane.quotas import allocation as quotas
 from tests.conftest import PASSWORD, AuthActions
 
 
 def test_disable_person_removes_every_membership(app, ldap_config, client):
-    from provisioners.directory import tree as directory, service_accounts
+    from provisioners.directory import service_accounts
+    from provisioners.directory import tree as directory
 
     directory.ensure_person(ldap_config, uid="fp.leaving", full_name="Leaving", mail="l@x.bi",
                             password=PASSWORD, role="focal_point", institution="MINISANTE")

@@ -8,10 +8,10 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from controlplane.quotas import allocation as quotas
 from controlplane.core.extensions import db
-from controlplane.requests.lifecycle import LifecycleError, submit_request
 from controlplane.core.models import Account, AuditEvent, Institution, QuotaGrant, Request, Service
+from controlplane.quotas import allocation as quotas
+from controlplane.requests.lifecycle import LifecycleError, submit_request
 
 
 def submit(auth, hostname, size="L"):
@@ -127,8 +127,8 @@ def test_quota_increase_needs_two_different_operators(app, client, auth):
         assert db.session.get(Request, request_id).status == "submitted"
         assert db.session.scalar(select(func.count()).select_from(QuotaGrant)) == 0
         # a second operator, mirrored like any login
-        from provisioners.directory import tree as directory
         from controlplane.accounts.views import directory_config
+        from provisioners.directory import tree as directory
 
         directory.ensure_person(directory_config(), uid="op.two", full_name="Op Two",
                                 mail="op.two@example.gov.bi", password="Test-pass-2026!",

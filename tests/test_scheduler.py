@@ -5,7 +5,6 @@ from redis import Redis
 from rq import Queue
 
 from controlplane.worker import scheduler
-
 from tests.conftest import run_worker
 
 

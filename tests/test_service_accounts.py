@@ -6,8 +6,8 @@ import secrets
 import ldap3
 import pytest
 
-from provisioners.directory import tree as d
 from provisioners.directory import service_accounts as sa
+from provisioners.directory import tree as d
 
 PASSWORD = "Secret-pw-1"
 

@@ -13,10 +13,9 @@ from sqlalchemy import select
 
 from controlplane.core.extensions import db
 from controlplane.core.models import AuditEvent, Service
-from provisioners.images import build as images
 from provisioners.directory import service_accounts
+from provisioners.images import build as images
 from provisioners.website import sftp
-
 from tests.conftest import run_worker
 from tests.test_end_to_end import fetch, request_and_approve
 

@@ -17,12 +17,13 @@ import pytest
 import requests
 
 from devtools import devstack
-from provisioners.images import build as images
 from provisioners import proxy as proxy_mod
 from provisioners.docker import runtime, volumes
-from provisioners.website import sftp, site as website
-from provisioners.proxy import ProxySpec
 from provisioners.docker.runtime import Limits
+from provisioners.images import build as images
+from provisioners.proxy import ProxySpec
+from provisioners.website import sftp
+from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
 
 pytestmark = pytest.mark.docker

@@ -8,10 +8,9 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from controlplane.reporting import statements
 from controlplane.core.extensions import db
 from controlplane.core.models import Institution, Service, Task, UsageRollup
-
+from controlplane.reporting import statements
 from tests.conftest import run_worker
 
 GIB = 1024 ** 3

@@ -10,10 +10,10 @@ import docker.errors
 import pytest
 
 from provisioners.docker import runtime, volumes
-from provisioners.website import site as website
-from provisioners.proxy import ProxySpec
 from provisioners.docker.runtime import ContainerSpec, Limits
 from provisioners.docker.volumes import QuotaVolumeError
+from provisioners.proxy import ProxySpec
+from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
 
 pytestmark = pytest.mark.docker

@@ -13,9 +13,9 @@ import requests
 
 from provisioners import proxy as proxy_mod
 from provisioners.docker import runtime
-from provisioners.website import site as website
-from provisioners.proxy import ProxySpec
 from provisioners.docker.runtime import Limits
+from provisioners.proxy import ProxySpec
+from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
 
 pytestmark = pytest.mark.docker

@@ -1,65 +1,34 @@
 """Sign-in by LDAP bind, roles from directory groups, the account mirrored at each login."""
 from __future__ import annotations
 
-import functools
 import logging
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
 
-from provisioners.directory import tree as directory
-
+from controlplane.accounts.forms import LoginForm
+from controlplane.accounts.roles import load_user
 from controlplane.audit import trail as audit
 from controlplane.core.extensions import db, limiter, login_manager
+from controlplane.core.infra import directory_config
 from controlplane.core.models import Account, Institution, utcnow
+from provisioners.directory import tree as directory
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
-
-
-class LoginForm(FlaskForm):
-    username = StringField(_l("User name"), validators=[DataRequired(), Length(max=64)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
-
-
-def directory_config() -> directory.DirectoryConfig:
-    cfg = current_app.config
-    return directory.DirectoryConfig(url=cfg["LDAP_URL"], base_dn=cfg["LDAP_BASE_DN"],
-                                     admin_dn=cfg["LDAP_ADMIN_DN"],
-                                     admin_password=cfg["LDAP_ADMIN_PASSWORD"] or "",
-                                     timeout=int(cfg["LDAP_TIMEOUT"]))
-
-
-@login_manager.user_loader
-def load_user(user_id: str) -> Account | None:
-    return db.session.get(Account, int(user_id)) if user_id.isdigit() else None
-
-
-def role_required(*roles: str):
-    """Route decorator: signed in, and one of `roles`.
-
-    Focal points get 404 for what is not theirs (nothing about other routes or institutions
-    leaks); operators and auditors get 403, which tells them their role is the reason.
-    """
-
-    def decorator(view):
-        @functools.wraps(view)
-        @login_required
-        def wrapped(*args, **kwargs):
-            if current_user.role not in roles:
-                abort(404 if current_user.is_focal_point else 403)
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 def _mirror(identity: directory.Identity) -> Account | None:
@@ -166,7 +135,16 @@ def _safe_referrer() -> str:
     return ref if ref.startswith(host) else url_for("views.home")
 
 
+@bp.errorhandler(429)
+def too_many_attempts(exc):
+    """The sign-in page again, saying why, rather than a bare error page."""
+    return render_template("accounts/login.html", form=LoginForm(), error=_(
+        "Too many sign-in attempts; wait a minute before trying again.")), 429
+
+
 def init_app(app) -> None:
+    login_manager.init_app(app)
+    login_manager.user_loader(load_user)
     login_manager.login_view = "auth.login"
     login_manager.login_message = _l("Sign in to continue.")
     login_manager.login_message_category = "info"

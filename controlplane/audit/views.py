@@ -6,7 +6,8 @@ from datetime import datetime
 from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
-from controlplane.accounts.views import role_required
+from controlplane.accounts.roles import role_required
+from controlplane.audit.trail import verify as verify_chain
 from controlplane.core.extensions import db
 from controlplane.core.models import AuditEvent, Institution
 
@@ -49,7 +50,5 @@ def events():
 @role_required("auditor", "operator")
 def verify():
     """Recompute the hash chain and say whether the trail was altered, and where."""
-    from controlplane.audit.trail import verify as verify_chain
-
     result = verify_chain()
     return render_template("audit/verify.html", result=result)

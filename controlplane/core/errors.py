@@ -44,11 +44,6 @@ def init_app(app) -> None:
 
     @app.errorhandler(429)
     def too_many(exc):
-        if request.endpoint == "auth.login":
-            from controlplane.accounts.views import LoginForm
-
-            return render_template("accounts/login.html", form=LoginForm(), error=_(
-                "Too many sign-in attempts; wait a minute before trying again.")), 429
         return _page(429, _("Too many requests"), _("Wait a minute before trying again."))
 
     @app.errorhandler(HTTPException)

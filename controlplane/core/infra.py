@@ -1,25 +1,40 @@
-"""What the worker needs to reach the real components: Docker client and platform specs."""
+"""Clients of the real components, and the fields every provisioner spec takes from settings.
+
+One Docker client per process (its API version negotiated once); the directory's connection
+settings; sizes turned into container limits; where quota volumes and backups live.
+"""
 from __future__ import annotations
 
+import gzip
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
+import docker
 from flask import current_app
 
+from provisioners.directory import tree as directory
+from provisioners.docker.runtime import Limits
 
-def docker_client():
-    """One Docker client per process (its API version negotiated once)."""
+
+def docker_client() -> docker.DockerClient:
+    """The process's Docker client, created at first use."""
     client = current_app.extensions.get("docker")
     if client is None:
-        import docker
-
         client = docker.from_env(timeout=120)
         current_app.extensions["docker"] = client
     return client
 
 
-def limits(size):
-    from provisioners.docker.runtime import Limits
+def directory_config() -> directory.DirectoryConfig:
+    cfg = current_app.config
+    return directory.DirectoryConfig(url=cfg["LDAP_URL"], base_dn=cfg["LDAP_BASE_DN"],
+                                     admin_dn=cfg["LDAP_ADMIN_DN"],
+                                     admin_password=cfg["LDAP_ADMIN_PASSWORD"] or "",
+                                     timeout=int(cfg["LDAP_TIMEOUT"]))
 
+
+def limits(size) -> Limits:
     return Limits(size.memory_bytes, size.nano_cpus, size.pids)
 
 
@@ -37,21 +52,6 @@ def common() -> dict:
     return {"prefix": cfg["DOCKER_PREFIX"], "extra_labels": dict(cfg["DOCKER_EXTRA_LABELS"])}
 
 
-def proxy_spec():
-    from provisioners.proxy import ProxySpec
-
-    cfg = current_app.config
-    size = current_app.extensions["policies"].platform["proxy"]
-    return ProxySpec(image=cfg["SITE_IMAGE"], bind=cfg["PROXY_BIND"], port=int(cfg["PROXY_PORT"]),
-                     limits=limits(size), **common())
-
-
-def ensure_proxy() -> None:
-    from provisioners import proxy
-
-    proxy.ensure_proxy(docker_client(), proxy_spec())
-
-
 def public_url(hostname: str) -> str:
     cfg = current_app.config
     port = int(cfg["PROXY_PORT"])
@@ -65,23 +65,8 @@ def backups_root() -> Path:
     return Path(root) if root else Path(current_app.instance_path) / "backups"
 
 
-def probe_through_proxy(hostname: str, path: str = "/") -> tuple[bool, str]:
-    """What a visitor gets: an HTTP GET through the front proxy with the service's host name."""
-    from provisioners import probes as health
-
-    bind = current_app.config["PROXY_BIND"]
-    result = health.http_probe(bind if bind not in ("0.0.0.0", "") else "127.0.0.1",
-                               int(current_app.config["PROXY_PORT"]), host_header=hostname,
-                               path=path)
-    return result.ok, f"HTTP {result.detail} ({result.latency_ms:.0f} ms)"
-
-
 def write_targz(chunks, dest: Path, stem: str) -> Path:
     """Save a tar stream (as Docker's get_archive yields it) as <stem>-<UTC time>.tar.gz, 0600."""
-    import gzip
-    import os
-    from datetime import datetime, timezone
-
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = dest / f"{stem}-{stamp}.tar.gz"
@@ -90,37 +75,3 @@ def write_targz(chunks, dest: Path, stem: str) -> Path:
         for chunk in chunks:
             gz.write(chunk)
     return path
-
-
-def allocate_port(svc, key: str, kinds: tuple[str, ...], port_range: tuple[int, int],
-                  publish_ip: str, what: str) -> int:
-    """A host port for `svc`, kept in svc.params[key]: free on the host, unique among the live
-    services of `kinds`. A Redis lock makes concurrent workers pick different ports."""
-    import socket
-
-    from sqlalchemy import select
-
-    from controlplane.worker import queue as tasks
-    from controlplane.core.extensions import db
-    from controlplane.core.models import Service
-
-    if (svc.params or {}).get(key):
-        return int(svc.params[key])
-    low, high = (int(v) for v in port_range)
-    with tasks.redis_connection().lock(f"controlplane:lock:port:{key}", timeout=30,
-                                       blocking_timeout=30):
-        used = {int(other.params[key]) for other in db.session.scalars(select(Service).where(
-            Service.kind.in_(kinds), Service.status != "deleted")) if (other.params or {}).get(key)}
-        for port in range(low, high + 1):
-            if port in used:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind((publish_ip, port))
-                except OSError:
-                    continue
-            svc.params = dict(svc.params or {}, **{key: port})
-            db.session.commit()
-            return port
-    raise RuntimeError(f"no free port left in {low}-{high} for {what}")

@@ -5,14 +5,15 @@ import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
 
-from controlplane.monitoring import usage
 from controlplane.core.extensions import db
-from controlplane.core.models import Institution, Service, UsageRollup
+from controlplane.core.models import Institution, Service, UsageRollup, utcnow
+from controlplane.monitoring import usage
 
 LIVE = ("provisioning", "running", "stopped", "failed", "deleting")
 
@@ -48,10 +49,6 @@ def host() -> Figures:
 
 def cpu_rates(hours: int = 1) -> dict[int, float]:
     """Average cores used per service over the last complete hour(s)."""
-    from datetime import timedelta
-
-    from controlplane.core.models import utcnow
-
     since = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
     rows = db.session.execute(select(UsageRollup.service_id, UsageRollup.cpu_seconds,
                                      UsageRollup.seconds)

@@ -1,6 +1,7 @@
 """Small server-side SVG line charts (no JavaScript library to ship or fetch)."""
 from __future__ import annotations
 
+from flask_babel import get_locale
 from markupsafe import Markup, escape
 
 
@@ -35,8 +36,6 @@ def human_bytes(n: float | int | None) -> str:
     if n is None:
         return "—"
     try:
-        from flask_babel import get_locale
-
         french = str(get_locale() or "fr").startswith("fr")
     except Exception:  # noqa: BLE001 - outside a request
         french = True

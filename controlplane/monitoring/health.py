@@ -5,42 +5,26 @@ import json
 import logging
 import time
 
+from flask import current_app
 from sqlalchemy import select
 
 from controlplane.audit import trail as audit
 from controlplane.core import infra
-from controlplane.kinds import registry as kinds
-from controlplane.worker import queue as tasks
 from controlplane.core.extensions import db
-from controlplane.core.models import Alert, Service, utcnow
+from controlplane.core.models import Service, utcnow
+from controlplane.kinds import registry as kinds
+from controlplane.kinds.mail import platform as mail_platform
+from controlplane.monitoring.alerts import clear_alert, raise_alert
+from controlplane.worker import queue
+from provisioners import probes, proxy
 
 log = logging.getLogger(__name__)
 PLATFORM_KEY = "controlplane:platform-health"
 
 
-def raise_alert(kind: str, key: str, message: str, *, service: Service | None = None,
-                institution_id: int | None = None) -> Alert:
-    """One open alert per key: raising it again only refreshes the message."""
-    alert = db.session.scalar(select(Alert).where(Alert.key == key, Alert.cleared_at.is_(None)))
-    if alert is None:
-        alert = Alert(kind=kind, key=key, message=message,
-                      service_id=service.id if service else None,
-                      institution_id=service.institution_id if service else institution_id)
-        db.session.add(alert)
-    else:
-        alert.message = message
-    return alert
-
-
-def clear_alert(key: str) -> None:
-    for alert in db.session.scalars(select(Alert).where(Alert.key == key,
-                                                        Alert.cleared_at.is_(None))):
-        alert.cleared_at = utcnow()
-
-
 def check_service(svc: Service, retry_after: float = 1.0) -> tuple[bool, str]:
     """Probe; a failure is confirmed by a second probe before it counts (no alert on a blip)."""
-    kind = kinds.get(svc.kind)
+    kind = kinds.find(svc.kind)
     if kind is None:
         return False, "unknown kind"
     ok, detail = kind.probe(svc)
@@ -88,18 +72,12 @@ def check_all() -> int:
 
 def check_platform() -> dict:
     """The platform's own components (front proxy, mail) — kept in Redis for the dashboard."""
-    from flask import current_app
-
-    from provisioners import probes
-
     cfg = current_app.config
     results = {}
-    state, _ = probes.container_state(infra.docker_client(), f"{cfg['DOCKER_PREFIX']}-proxy")
+    state, _ = probes.container_state(infra.docker_client(), proxy.container_name(cfg["DOCKER_PREFIX"]))
     results["proxy"] = {"ok": state == "running", "detail": state}
     if current_app.config.get("MAIL_SERVICE_PASSWORD"):
-        from controlplane.kinds.mail import mailboxes as mail
-
-        results.update({f"mail-{k}": v for k, v in mail.probe().items()})
+        results.update({f"mail-{k}": v for k, v in mail_platform.probe().items()})
     for name, result in results.items():
         key = f"health:platform:{name}"
         if result["ok"]:
@@ -107,7 +85,7 @@ def check_platform() -> dict:
         else:
             raise_alert("unhealthy", key, f"{name}: {result['detail']}")
     try:
-        tasks.redis_connection().set(PLATFORM_KEY, json.dumps(results))
+        queue.redis_connection().set(PLATFORM_KEY, json.dumps(results))
     except Exception:  # noqa: BLE001 - the dashboard only loses this panel
         log.warning("event=health.platform_not_saved")
     return results
@@ -115,7 +93,7 @@ def check_platform() -> dict:
 
 def platform_status() -> dict:
     try:
-        raw = tasks.redis_connection().get(PLATFORM_KEY)
+        raw = queue.redis_connection().get(PLATFORM_KEY)
     except Exception:  # noqa: BLE001
         return {}
     return json.loads(raw) if raw else {}

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from controlplane.core import infra
 from controlplane.core.extensions import db
 from controlplane.core.models import Institution, Service, UsageRollup, UsageSample, utcnow
+from provisioners.docker import metering
 
 log = logging.getLogger(__name__)
 GAP_FACTOR = 3  # two samples further apart than this many intervals are not joined
@@ -18,8 +19,6 @@ GAP_FACTOR = 3  # two samples further apart than this many intervals are not joi
 
 def sample_all() -> int:
     """One sweep of every managed container; readings are summed per service."""
-    from provisioners.docker import metering
-
     samples = metering.sweep(infra.docker_client(), prefix=current_app.config["DOCKER_PREFIX"],
                              volumes_root=infra.volumes_root() or None)
     institutions = dict(db.session.execute(select(Institution.acronym, Institution.id)).all())

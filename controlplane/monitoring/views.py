@@ -10,10 +10,11 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from controlplane.monitoring import capacity, charts, health, usage
-from controlplane.accounts.views import role_required
+from controlplane.accounts.roles import role_required
 from controlplane.core.extensions import csrf, db
 from controlplane.core.models import Alert, Service, utcnow
+from controlplane.monitoring import capacity, charts, health, usage
+from controlplane.quotas import allocation as quotas
 
 bp = Blueprint("dashboard", __name__)
 
@@ -62,8 +63,6 @@ def ops_dashboard():
 def institution_usage():
     """The institution's allocation and use against its quota, with charts."""
     row = capacity.per_institution(current_user.institution_id)[0]
-    from controlplane.quotas import allocation as quotas
-
     quota = quotas.summary(current_user.institution)
     alerts = db.session.scalars(select(Alert).where(
         Alert.cleared_at.is_(None), Alert.institution_id == current_user.institution_id)).all()

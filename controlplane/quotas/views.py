@@ -7,14 +7,15 @@ from flask_login import current_user
 from sqlalchemy import select
 
 import policies as pol
-
+from controlplane.accounts.roles import role_required
 from controlplane.audit import trail as audit
-from controlplane.quotas import allocation as quotas
-from controlplane.accounts.views import role_required
 from controlplane.core.extensions import db
-from controlplane.core.forms import ActionForm, PlanForm, QuotaIncreaseForm
-from controlplane.requests.lifecycle import LifecycleError, submit_quota_increase
+from controlplane.core.forms import ActionForm
 from controlplane.core.models import Institution, PlanOverride, QuotaGrant
+from controlplane.core.transitions import LifecycleError
+from controlplane.quotas import allocation as quotas
+from controlplane.quotas.forms import PlanForm, QuotaIncreaseForm
+from controlplane.requests.lifecycle import submit_quota_increase
 
 bp = Blueprint("quota", __name__)
 
@@ -40,7 +41,7 @@ def new_increase():
             form.form_errors.append(str(exc.message))
         else:
             flash(_("Your request was submitted; the data centre will review it."), "success")
-            return redirect(url_for("services.request_detail", request_id=req.id))
+            return redirect(url_for("requests.request_detail", request_id=req.id))
     status = 422 if form.errors or form.form_errors else 200
     return render_template("quotas/increase.html", form=form,
                            quota=quotas.summary(current_user.institution)), status

@@ -106,7 +106,7 @@ def to_csv(statements: list[Statement]) -> bytes:
 
 def to_pdf(statements: list[Statement], titles: dict[str, str]) -> bytes:
     """A4 statement, one page per institution; `titles` holds the translated labels."""
-    from fpdf import FPDF
+    from fpdf import FPDF  # heavy (fonts, images), needed only for PDF statements
 
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     if FONT.exists():

@@ -1,19 +1,19 @@
-"""Auditors' monthly statements and the progress page of long tasks."""
+"""Auditors' monthly statements: choose a month, follow the task, download CSV and PDF."""
 from __future__ import annotations
 
 from datetime import date
 
-from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
-                   send_file, url_for)
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from controlplane.reporting import jobs as reports
-from controlplane.accounts.views import role_required
+from controlplane.accounts.roles import role_required
 from controlplane.core.extensions import db
 from controlplane.core.forms import ActionForm
 from controlplane.core.models import Institution, Task
+from controlplane.reporting import jobs as reports
+from controlplane.worker.views import own_task
 
 bp = Blueprint("reports", __name__)
 
@@ -39,40 +39,18 @@ def statements_page():
         except ValueError:
             flash(_("Invalid month: use the form YYYY-MM, e.g. 2026-10."), "error")
         else:
-            return redirect(url_for("reports.task_page", task_id=task.id))
+            return redirect(url_for("tasks.task_page", task_id=task.id))
     recent = db.session.scalars(select(Task).where(Task.owner_id == current_user.id)
                                 .order_by(Task.created_at.desc()).limit(10)).all()
     return render_template("reporting/statements.html", institutions=institutions, month=month,
                            form=form, recent=recent)
 
 
-def _own_task(task_id: str) -> Task:
-    task = db.session.get(Task, task_id)
-    if task is None or task.owner_id != current_user.id:
-        abort(404)
-    return task
-
-
-@bp.route("/tasks/<task_id>")
-@login_required
-def task_page(task_id: str):
-    """A long task: progress while it runs, downloads when it is done."""
-    return render_template("reporting/task.html", task=_own_task(task_id))
-
-
-@bp.route("/tasks/<task_id>.json")
-@login_required
-def task_status(task_id: str):
-    """Progress for the page's poller."""
-    task = _own_task(task_id)
-    return jsonify({"status": task.status, "progress": task.progress, "message": task.message})
-
-
 @bp.route("/tasks/<task_id>/download/<fmt>")
 @login_required
 def task_download(task_id: str, fmt: str):
     """The report file of a finished task."""
-    task = _own_task(task_id)
+    task = own_task(task_id)
     if fmt not in ("csv", "pdf") or task.status != "done" or not task.result_path:
         abort(404)
     month = task.params.get("month", "")

@@ -1,109 +1,42 @@
-"""Request and service state machines; every transition is checked and audited."""
+"""Requests for hosting: submission under the institution's quota lock, decisions, grants."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+import policies as pol
 from controlplane.audit import trail as audit
-from controlplane.worker import queue as tasks
 from controlplane.core.extensions import db
-from controlplane.core.models import (REQUEST_OPEN_STATES, Account, Approval, Institution,
-    QuotaGrant, Request, Service, utcnow)
+from controlplane.core.models import (
+    Account,
+    Approval,
+    Institution,
+    QuotaGrant,
+    Request,
+    Service,
+    utcnow,
+)
+from controlplane.core.transitions import LifecycleError
+from controlplane.kinds import registry as kinds
+from controlplane.kinds.checks import check_size
+from controlplane.quotas import allocation as quotas
+from controlplane.requests.states import REQUEST_FIELDS, set_request_status
+from controlplane.services.actions import enqueue_action
+from controlplane.services.states import SERVICE_ACTIONS, SERVICE_FIELDS, set_service_status
 
 log = logging.getLogger(__name__)
-
-REQUEST_TRANSITIONS: dict[str, set[str]] = {
-    "submitted": {"approved", "rejected", "cancelled"},
-    "approved": {"provisioning", "failed", "active"},
-    "provisioning": {"active", "failed"},
-    "failed": {"provisioning", "active"},
-    "active": set(),
-    "rejected": set(),
-    "cancelled": set(),
-}
-
-SERVICE_TRANSITIONS: dict[str, set[str]] = {
-    "provisioning": {"running", "failed", "deleting"},
-    "running": {"stopped", "deleting", "failed", "provisioning"},
-    "stopped": {"running", "deleting", "failed", "provisioning"},
-    "failed": {"provisioning", "running", "stopped", "deleting"},
-    "deleting": {"deleted", "failed"},
-    "deleted": set(),
-}
-
-# Which user actions are offered in which service state.
-SERVICE_ACTIONS: dict[str, set[str]] = {
-    "running": {"stop", "delete", "resize"},
-    "stopped": {"start", "delete", "resize"},
-    "failed": {"retry", "delete"},
-    "provisioning": set(),
-    "deleting": set(),
-    "deleted": set(),
-}
-
-REQUEST_FIELDS = ("status", "hostname", "name", "size", "reason", "error")
-SERVICE_FIELDS = ("status", "hostname", "name", "size", "pending_action", "error")
-
-
-class LifecycleError(Exception):
-    """A user asked for something the current state does not allow; the message says why."""
-
-    def __init__(self, message, field: str | None = None):
-        super().__init__(str(message))
-        self.message = message
-        self.field = field
-
-
-def _move(obj, new: str, table: dict[str, set[str]]) -> None:
-    if new not in table[obj.status]:
-        raise LifecycleError(_l("This action is not possible while the status is “%(status)s”.",
-                                status=obj.status))
-    obj.status = new
-    if isinstance(obj, Service):
-        obj.status_changed_at = utcnow()
-
-
-def set_request_status(req: Request, new: str, *, actor: Account | None = None,
-                       action: str | None = None, **changes) -> None:
-    before = audit.snapshot(req, REQUEST_FIELDS)
-    _move(req, new, REQUEST_TRANSITIONS)
-    for key, value in changes.items():
-        setattr(req, key, value)
-    audit.record(action or f"request.{new}", req, actor=actor, before=before,
-                 after=audit.snapshot(req, REQUEST_FIELDS))
-
-
-def set_service_status(svc: Service, new: str, *, actor: Account | None = None,
-                       action: str | None = None, **changes) -> None:
-    before = audit.snapshot(svc, SERVICE_FIELDS)
-    if new != svc.status:
-        _move(svc, new, SERVICE_TRANSITIONS)
-    for key, value in changes.items():
-        setattr(svc, key, value)
-    audit.record(action or f"service.{new}", svc, actor=actor, before=before,
-                 after=audit.snapshot(svc, SERVICE_FIELDS))
-
-
-def hostname_taken(hostname: str) -> bool:
-    live = db.session.scalar(select(Service.id).where(
-        Service.hostname == hostname, Service.status != "deleted").limit(1))
-    pending = db.session.scalar(select(Request.id).where(
-        Request.hostname == hostname, Request.status.in_(REQUEST_OPEN_STATES)).limit(1))
-    return live is not None or pending is not None
 
 
 def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
     """Validate, check the quota under the institution's lock, record; approve if the rules say so."""
-    from controlplane.kinds import registry as kinds
-    from controlplane.quotas import allocation as quotas
-
     inst = actor.institution
     if inst is None or not actor.is_focal_point:
         raise LifecycleError(_l("Only an institution's focal points can request hosting."))
-    kind = kinds.get(kind_name)
+    kind = kinds.find(kind_name)
     if kind is None or (kind.counts_against_quota
                         and not quotas.policies().kind_enabled(kind_name)):
         raise LifecycleError(_l("Unknown kind of service “%(kind)s”.", kind=kind_name))
@@ -114,8 +47,6 @@ def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
     if kind.counts_against_quota:
         decision = quotas.decide(inst, {"kind": kind.name, "size": clean["size"]})
     else:
-        import policies as pol
-
         decision = pol.Decision(allowed=True, automatic=False, approvals_needed=1,
                                 rule="operator", reasons=())
     if not decision.allowed:
@@ -146,9 +77,6 @@ def submit_request(actor: Account, kind_name: str, data: dict) -> Request:
 
 def submit_resize(actor: Account, svc: Service, size: str) -> Request:
     """Ask for another size of a service; only the increase counts against the quota."""
-    from controlplane.quotas import allocation as quotas
-    from controlplane.kinds.website.kind import check_size
-
     if not actor.is_focal_point or svc.institution_id != actor.institution_id:
         raise LifecycleError(_l("Only an institution's focal points can request hosting."))
     if "resize" not in SERVICE_ACTIONS.get(svc.status, set()) or svc.pending_action:
@@ -197,10 +125,6 @@ def submit_resize(actor: Account, svc: Service, size: str) -> Request:
 def submit_quota_increase(actor: Account, resource: str, amount, justification: str,
                           ends_on=None) -> Request:
     """Ask for more of one resource (an exception to the plan); two operators decide."""
-    import policies as pol
-
-    from controlplane.quotas import allocation as quotas
-
     inst = actor.institution
     if inst is None or not actor.is_focal_point:
         raise LifecycleError(_l("Only an institution's focal points can request hosting."))
@@ -255,8 +179,6 @@ def approve_request(actor: Account | None, req: Request) -> Service | None:
 
     Returns the new service, or None when more approvals are needed or nothing is created.
     """
-    import policies as pol
-
     if req.status != "submitted":
         raise LifecycleError(_l("This request was already decided."))
     if actor is not None:
@@ -314,8 +236,6 @@ def approvals_of(req: Request) -> list[Approval]:
 
 
 def _grant(req: Request) -> QuotaGrant:
-    from datetime import date
-
     params = req.params
     ends = params.get("ends_on")
     grant = QuotaGrant(institution_id=req.institution_id, request_id=req.id,
@@ -330,47 +250,3 @@ def _grant(req: Request) -> QuotaGrant:
                                                 "approvers": grant.approvers, "ends_on": ends})
     set_request_status(req, "active")
     return grant
-
-
-def request_service_action(actor: Account, svc: Service, action: str) -> None:
-    """stop / start / delete / retry: record the intent, then let a worker do it."""
-    from controlplane.kinds import registry as kinds
-
-    allowed = SERVICE_ACTIONS.get(svc.status, set())
-    kind = kinds.get(svc.kind)
-    if kind is not None and kind.actions is not None:
-        allowed = allowed & kind.actions
-    if action not in allowed or (svc.pending_action and svc.status != "failed"):
-        raise LifecycleError(_l("This action is not possible while the status is “%(status)s”.",
-                                status=svc.status))
-    if action == "retry":
-        action = svc.pending_action or "provision"
-        if action == "provision":
-            set_service_status(svc, "provisioning", actor=actor, action="service.retry", error=None)
-        else:
-            audit.record("service.retry", svc, actor=actor,
-                         before=audit.snapshot(svc, SERVICE_FIELDS))
-            svc.error = None
-    elif action == "delete":
-        set_service_status(svc, "deleting", actor=actor, action="service.delete_requested",
-                           pending_action="delete", error=None)
-    else:
-        before = audit.snapshot(svc, SERVICE_FIELDS)
-        svc.pending_action = action
-        audit.record(f"service.{action}_requested", svc, actor=actor, before=before,
-                     after=audit.snapshot(svc, SERVICE_FIELDS))
-    db.session.commit()
-    enqueue_action(svc, action)
-
-
-def enqueue_action(svc: Service, action: str) -> None:
-    """Hand the work to a worker; when the queue is down the service says so and can be retried."""
-    try:
-        tasks.enqueue_service_action(svc.id, action)
-    except tasks.QueueUnavailable as exc:
-        log.error("event=enqueue.failed service=%s action=%s error=%s", svc.id, action, exc)
-        set_service_status(svc, "failed", pending_action=action,
-                           error="job queue unavailable; retry when it is back")
-        if svc.request is not None and svc.request.status in ("approved", "provisioning"):
-            set_request_status(svc.request, "failed", error="job queue unavailable")
-        db.session.commit()

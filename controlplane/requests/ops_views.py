@@ -6,11 +6,13 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from controlplane.accounts.views import role_required
+from controlplane.accounts.roles import role_required
 from controlplane.core.extensions import db
-from controlplane.core.forms import ActionForm, RejectForm
-from controlplane.requests.lifecycle import LifecycleError, approve_request, reject_request
+from controlplane.core.forms import ActionForm
 from controlplane.core.models import Institution, Request, Service
+from controlplane.core.transitions import LifecycleError
+from controlplane.requests.forms import RejectForm
+from controlplane.requests.lifecycle import approve_request, reject_request
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 
@@ -71,7 +73,7 @@ def approve(request_id: int):
                 flash(_("Your approval is recorded; another operator must approve too."), "info")
             else:
                 flash(_("Request #%(id)s approved.", id=req.id), "success")
-    return redirect(url_for("services.request_detail", request_id=req.id))
+    return redirect(url_for("requests.request_detail", request_id=req.id))
 
 
 @bp.route("/requests/<int:request_id>/reject", methods=["POST"])
@@ -89,7 +91,7 @@ def reject(request_id: int):
             flash(_("Request #%(id)s rejected.", id=req.id), "success")
     else:
         flash(_("Give the reason for the rejection; the requester will see it."), "error")
-    return redirect(url_for("services.request_detail", request_id=req.id))
+    return redirect(url_for("requests.request_detail", request_id=req.id))
 
 
 @bp.route("/requests")

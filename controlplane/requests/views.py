@@ -1,21 +1,26 @@
-"""Focal points: their institution's services and requests, and new requests."""
+"""Focal points' portal (their services and requests, new requests) and the request page."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from flask_login import current_user
+from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from controlplane.accounts.views import role_required
+from controlplane.accounts.roles import role_required, scoped_get
 from controlplane.core.extensions import db
+from controlplane.core.forms import ActionForm
+from controlplane.core.models import AuditEvent, Request, Service
+from controlplane.core.transitions import LifecycleError
 from controlplane.kinds import registry as kinds
-from controlplane.requests.lifecycle import LifecycleError, submit_request
-from controlplane.core.models import Request, Service
+from controlplane.quotas import allocation as quotas
+from controlplane.requests.forms import RejectForm
+from controlplane.requests.lifecycle import approvals_of, cancel_request, submit_request
 
-bp = Blueprint("portal", __name__, url_prefix="/portal")
+portal = Blueprint("portal", __name__, url_prefix="/portal")
+bp = Blueprint("requests", __name__)
 
 
-@bp.route("/")
+@portal.route("/")
 @role_required("focal_point")
 def index():
     """The institution's services and requests."""
@@ -27,11 +32,11 @@ def index():
     return render_template("requests/portal.html", services=services, requests=requests_)
 
 
-@bp.route("/requests/new/<kind>", methods=["GET", "POST"])
+@portal.route("/requests/new/<kind>", methods=["GET", "POST"])
 @role_required("focal_point")
 def new_request(kind: str):
     """Ask for a service of one kind (website, database, application)."""
-    spec = kinds.get(kind)
+    spec = kinds.find(kind)
     if spec is None:
         abort(404)
     form = spec.form_class()
@@ -49,34 +54,36 @@ def new_request(kind: str):
                 form.form_errors.append(str(exc.message))
         else:
             flash(_("Your request was submitted; the data centre will review it."), "success")
-            return redirect(url_for("services.request_detail", request_id=req.id))
+            return redirect(url_for("requests.request_detail", request_id=req.id))
     status = 422 if form.errors or form.form_errors else 200
-    from controlplane.quotas import allocation as quotas
-
     fits, quota = quotas.fits(current_user.institution, spec.name) \
         if spec.counts_against_quota else ([], quotas.summary(current_user.institution))
     return render_template("requests/new.html", form=form, kind=spec, fits=fits,
                            quota=quota), status
 
 
-@bp.route("/images", methods=["GET", "POST"])
-@role_required("focal_point")
-def images():
-    """Upload an application image archive (docker save) into the institution's namespace."""
-    from controlplane.kinds.application import image_uploads as images_upload
-    from controlplane.core.forms import ImageUploadForm
-    from controlplane.kinds.application.kind import image_namespace
+@bp.route("/requests/<int:request_id>")
+@login_required
+def request_detail(request_id: int):
+    """A request, its decision and what it became."""
+    req = scoped_get(Request, request_id)
+    events = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.target_type == "request", AuditEvent.target_id == req.id)
+        .order_by(AuditEvent.id)).all()
+    return render_template("requests/request.html", req=req, events=events, form=ActionForm(),
+                           reject_form=RejectForm(), approvals=approvals_of(req))
 
-    form = ImageUploadForm()
-    error = None
-    if form.validate_on_submit():
-        storage = form.archive.data
+
+@bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
+@role_required("focal_point")
+def cancel(request_id: int):
+    """Withdraw one's own request while it waits for approval."""
+    req = scoped_get(Request, request_id)
+    if ActionForm().validate_on_submit():
         try:
-            task = images_upload.accept(current_user, storage.stream, storage.filename or "")
-        except ValueError as exc:
-            error = _("Upload refused: %(error)s", error=str(exc))
+            cancel_request(current_user, req)
+        except LifecycleError as exc:
+            flash(str(exc.message), "error")
         else:
-            return redirect(url_for("reports.task_page", task_id=task.id))
-    return render_template("kinds/application/images.html", form=form, error=error,
-                           namespaces=image_namespace(current_user.institution)), \
-        (422 if error or form.errors else 200)
+            flash(_("Request #%(id)s cancelled.", id=req.id), "success")
+    return redirect(url_for("requests.request_detail", request_id=req.id))

@@ -1,56 +1,39 @@
-"""One request or service: its detail, live status, lifecycle actions and content upload."""
+"""A service's page: its detail, live status, lifecycle actions, resize and content upload."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   request, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from controlplane.accounts.roles import role_required, scoped_get
 from controlplane.audit import trail as audit
-from controlplane.worker import queue as tasks
-from controlplane.services.content import ArchiveError, clean_archive
-from controlplane.accounts.views import role_required
 from controlplane.core.extensions import db
-from controlplane.core.forms import ActionForm, RejectForm, UploadForm
-from controlplane.requests.lifecycle import (SERVICE_ACTIONS, LifecycleError, cancel_request,
-    request_service_action)
-from controlplane.core.models import AuditEvent, ContentUpload, Request, Service
-from controlplane.web import scoped_get, site_url
+from controlplane.core.forms import ActionForm
+from controlplane.core.models import AuditEvent, ContentUpload, Service
+from controlplane.core.transitions import LifecycleError
+from controlplane.kinds.registry import site_url
+from controlplane.requests.lifecycle import submit_resize
+from controlplane.services import content
+from controlplane.services.actions import allowed_actions, request_service_action
+from controlplane.services.archives import ArchiveError, clean_archive
+from controlplane.services.forms import UploadForm
+from controlplane.worker import queue
 
 bp = Blueprint("services", __name__)
-
-
-@bp.route("/requests/<int:request_id>")
-@login_required
-def request_detail(request_id: int):
-    """A request, its decision and what it became."""
-    req = scoped_get(Request, request_id)
-    events = db.session.scalars(select(AuditEvent).where(
-        AuditEvent.target_type == "request", AuditEvent.target_id == req.id)
-        .order_by(AuditEvent.id)).all()
-    from controlplane.requests.lifecycle import approvals_of
-
-    return render_template("requests/request.html", req=req, events=events, form=ActionForm(),
-                           reject_form=RejectForm(), approvals=approvals_of(req))
-
-
-@bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
-@role_required("focal_point")
-def cancel(request_id: int):
-    """Withdraw one's own request while it waits for approval."""
-    req = scoped_get(Request, request_id)
-    if ActionForm().validate_on_submit():
-        try:
-            cancel_request(current_user, req)
-        except LifecycleError as exc:
-            flash(str(exc.message), "error")
-        else:
-            flash(_("Request #%(id)s cancelled.", id=req.id), "success")
-    return redirect(url_for("services.request_detail", request_id=req.id))
 
 
 def _status_payload(svc: Service) -> dict:
@@ -61,7 +44,7 @@ def _status_payload(svc: Service) -> dict:
         "pending_action": svc.pending_action,
         "busy": bool(svc.pending_action) and svc.status != "failed",
         "error": svc.error,
-        "url": site_url(current_app, svc) if svc.status in ("running", "stopped") else None,
+        "url": site_url(svc) if svc.status in ("running", "stopped") else None,
         "status_changed_at": svc.status_changed_at.isoformat() + "Z",
     }
 
@@ -84,17 +67,11 @@ def service_detail(service_id: int):
     uploads = db.session.scalars(select(ContentUpload).where(ContentUpload.service_id == svc.id)
                                  .order_by(ContentUpload.id.desc()).limit(5)).all()
     can_act = not current_user.is_auditor
-    from controlplane.kinds import registry as kinds
-
-    allowed = kinds.get(svc.kind).actions if kinds.get(svc.kind) else None
-    actions = sorted(SERVICE_ACTIONS.get(svc.status, set()) - {"resize"}) if can_act else []
-    if allowed is not None:
-        actions = [a for a in actions if a in allowed]
+    allowed = allowed_actions(svc)
+    actions = sorted(allowed - {"resize"}) if can_act else []
     if svc.pending_action and svc.status != "failed":
         actions = []
-    can_resize = (current_user.is_focal_point and not svc.pending_action
-                  and (allowed is None or "resize" in allowed)
-                  and "resize" in SERVICE_ACTIONS.get(svc.status, set()))
+    can_resize = current_user.is_focal_point and not svc.pending_action and "resize" in allowed
     sizes = current_app.extensions["policies"].size_names(svc.kind) if can_resize else []
     return render_template("services/service.html", svc=svc, events=events, uploads=uploads,
                            actions=actions, form=ActionForm(), upload_form=UploadForm(),
@@ -131,8 +108,6 @@ def service_action(service_id: int, action: str):
 @role_required("focal_point")
 def resize(service_id: int):
     """Ask for another size (checked against the quota; approval as the rules say)."""
-    from controlplane.requests.lifecycle import submit_resize
-
     svc = scoped_get(Service, service_id)
     if ActionForm().validate_on_submit():
         try:
@@ -141,7 +116,7 @@ def resize(service_id: int):
             flash(str(exc.message), "error")
         else:
             flash(_("Your request was submitted; the data centre will review it."), "success")
-            return redirect(url_for("services.request_detail", request_id=req.id))
+            return redirect(url_for("requests.request_detail", request_id=req.id))
     return redirect(url_for("services.service_detail", service_id=svc.id))
 
 
@@ -174,9 +149,7 @@ def upload_content(service_id: int):
                            size_bytes=clean.total_bytes, files=clean.files)
     db.session.add(upload)
     db.session.flush()
-    from controlplane.services.jobs import upload_path
-
-    path: Path = upload_path(upload)
+    path: Path = content.upload_path(upload)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     tmp.write_bytes(clean.data)
@@ -186,8 +159,8 @@ def upload_content(service_id: int):
                         "bytes": clean.total_bytes})
     db.session.commit()
     try:
-        tasks.enqueue_deploy(upload.id)
-    except tasks.QueueUnavailable:
+        content.enqueue_deploy(upload.id)
+    except queue.QueueUnavailable:
         upload.status, upload.error = "failed", "job queue unavailable"
         db.session.commit()
         path.unlink(missing_ok=True)

@@ -1,7 +1,16 @@
-"""Enqueue work for the RQ workers: ids only, one job per (object, action) at a time."""
+"""Enqueue work for the RQ workers: ids only, one job per (object, action) at a time.
+
+Usage::
+
+    from controlplane.worker import queue
+    queue.enqueue_unique(run_backup, svc.id, "manual", job_id=f"service-{svc.id}-backup")
+
+`func` is the job function itself (decorated with `worker.runner.job`), never a dotted string.
+"""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import current_app
 from redis import Redis
@@ -32,8 +41,10 @@ def queue() -> Queue:
     return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection())
 
 
-def enqueue_unique(func: str, *args, job_id: str, timeout: int = 900) -> Job:
+def enqueue_unique(func: Callable, *args, job_id: str, timeout: int = 900) -> Job:
     """Enqueue `func(*args)` under a deterministic id, reusing an unfinished job with that id."""
+    if not getattr(func, "is_job", False):
+        raise TypeError(f"{func!r} is not a job: decorate it with controlplane.worker.runner.job")
     try:
         q = queue()
         try:
@@ -47,14 +58,5 @@ def enqueue_unique(func: str, *args, job_id: str, timeout: int = 900) -> Job:
                         failure_ttl=7 * 86400)
     except RedisError as exc:
         raise QueueUnavailable(str(exc)) from exc
-    log.info("event=enqueue job=%s func=%s", job_id, func)
+    log.info("event=enqueue job=%s func=%s", job_id, func.__qualname__)
     return job
-
-
-def enqueue_service_action(service_id: int, action: str) -> Job:
-    return enqueue_unique("controlplane.services.jobs.run_service_action", service_id, action,
-                          job_id=f"service-{service_id}-{action}")
-
-
-def enqueue_deploy(upload_id: int) -> Job:
-    return enqueue_unique("controlplane.services.jobs.deploy_upload", upload_id, job_id=f"upload-{upload_id}")

@@ -4,12 +4,17 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask
 from redis.exceptions import RedisError
 
-from controlplane.worker import queue as tasks
+from controlplane.audit.jobs import seal_audit
+from controlplane.backups.jobs import purge_expired, scheduled_backups
+from controlplane.kinds.mail.jobs import mail_usage
+from controlplane.monitoring.jobs import check_health, meter, purge_old_usage, rollup_usage
+from controlplane.worker import queue
 
 log = logging.getLogger(__name__)
 
@@ -17,18 +22,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Periodic:
     name: str
-    func: str
+    func: Callable  # a job (worker.runner.job), enqueued with no argument
     every_key: str  # configuration key holding the interval in seconds
 
 
 SCHEDULE = (
-    Periodic("audit-seal", "controlplane.worker.periodic.seal_audit", "AUDIT_SEAL_INTERVAL"),
-    Periodic("metering", "controlplane.worker.periodic.meter", "METERING_INTERVAL"),
-    Periodic("health", "controlplane.worker.periodic.check_health", "HEALTH_INTERVAL"),
-    Periodic("rollup", "controlplane.worker.periodic.rollup_usage", "ROLLUP_INTERVAL"),
-    Periodic("backups", "controlplane.worker.periodic.scheduled_backups", "BACKUP_CHECK_INTERVAL"),
-    Periodic("retention", "controlplane.worker.periodic.purge_expired", "RETENTION_INTERVAL"),
-    Periodic("mail-usage", "controlplane.worker.periodic.mail_usage", "MAIL_USAGE_INTERVAL"),
+    Periodic("audit-seal", seal_audit, "AUDIT_SEAL_INTERVAL"),
+    Periodic("metering", meter, "METERING_INTERVAL"),
+    Periodic("health", check_health, "HEALTH_INTERVAL"),
+    Periodic("rollup", rollup_usage, "ROLLUP_INTERVAL"),
+    Periodic("backups", scheduled_backups, "BACKUP_CHECK_INTERVAL"),
+    Periodic("retention", purge_expired, "RETENTION_INTERVAL"),
+    Periodic("usage-retention", purge_old_usage, "RETENTION_INTERVAL"),
+    Periodic("mail-usage", mail_usage, "MAIL_USAGE_INTERVAL"),
 )
 
 
@@ -40,13 +46,14 @@ def tick(app: Flask) -> list[str]:
     """
     enqueued = []
     with app.app_context():
-        conn = tasks.redis_connection()
+        conn = queue.redis_connection()
         for job in SCHEDULE:
             every = int(app.config.get(job.every_key) or 0)
             if every <= 0:
                 continue
             if conn.set(f"controlplane:periodic:{job.name}", "1", nx=True, ex=every):
-                tasks.enqueue_unique(job.func, job_id=f"periodic-{job.name}", timeout=max(every * 4, 300))
+                queue.enqueue_unique(job.func, job_id=f"periodic-{job.name}",
+                                     timeout=max(every * 4, 300))
                 enqueued.append(job.name)
     return enqueued
 
@@ -67,7 +74,7 @@ def run(app: Flask, *, once: bool = False, poll: float = 1.0) -> None:
             names = tick(app)
             if names:
                 log.info("event=scheduler.enqueued jobs=%s", ",".join(names))
-        except (RedisError, tasks.QueueUnavailable) as exc:
+        except (RedisError, queue.QueueUnavailable) as exc:
             log.error("event=scheduler.redis_error error=%s", exc)
         if once:
             return

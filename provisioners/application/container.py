@@ -30,11 +30,16 @@ import docker.errors
 from docker.models.containers import Container
 
 from provisioners import proxy as proxy_mod
+from provisioners.application.healthcheck import (  # noqa: F401  (re-exported for callers)
+    WAIT_TIMEOUT,
+    ApplicationUnhealthy,
+    healthcheck_options,
+    wait_healthy,
+)
+from provisioners.database.server import server_container_name
 from provisioners.docker import runtime, volumes
-from provisioners.application.healthcheck import (WAIT_TIMEOUT, ApplicationUnhealthy,  # noqa: F401  (re-exported for callers)
-    healthcheck_options, wait_healthy)
-from provisioners.proxy import ProxySpec
 from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.proxy import ProxySpec
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +87,13 @@ class ApplicationSpec:
     health_interval: int = 10  # seconds between probes (tests use 1)
 
 
+def app_container_name(prefix: str, service_id: int) -> str:
+    """Name of an application's container (also its DNS name on the institution network)."""
+    return f"{prefix}-app-{service_id}"
+
+
 def container_name(app: ApplicationSpec) -> str:
-    """Name of the application container (also its DNS name on the institution network)."""
-    return f"{app.prefix}-app-{app.service_id}"
+    return app_container_name(app.prefix, app.service_id)
 
 
 def volume_name(app: ApplicationSpec) -> str:
@@ -100,9 +109,8 @@ def route_id(app: ApplicationSpec) -> str:
     return f"app-{app.service_id}"
 
 
-def database_host(prefix: str, service_id: int) -> str:
-    """DNS name of a database service's container on the institution network."""
-    return f"{prefix}-db-{service_id}"
+# A bound database is reached by its server container's name on the institution network.
+database_host = server_container_name
 
 
 # --- validation ------------------------------------------------------------------------------

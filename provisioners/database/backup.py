@@ -31,7 +31,7 @@ from pathlib import Path
 import docker
 
 from provisioners.database import server as db
-from provisioners.database.commands import run, stream_in, stream_out
+from provisioners.database.container_exec import run, stream_in, stream_out
 
 log = logging.getLogger(__name__)
 

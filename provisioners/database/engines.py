@@ -15,7 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from provisioners.database.commands import DatabaseError
+from provisioners.database.container_exec import DatabaseError
 
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_USERS = frozenset({"postgres", "root", "mysql", "mariadb", "public", "none",

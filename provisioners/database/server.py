@@ -7,9 +7,9 @@ the server's OS user. Usage::
 
     ensure_database(client, spec, password)     # container, database, user; convergent
     set_password(client, spec, new_password)
-    path = backup(client, spec, Path("instance/backups"))
-    restore(client, spec, path)
     remove_database(client, spec)
+
+Backup and restore build on this module: ``provisioners.database.backup``.
 """
 from __future__ import annotations
 
@@ -21,10 +21,15 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from provisioners.database.container_exec import run
+from provisioners.database.engines import (
+    DatabaseError,
+    Engine,
+    engine_for,
+    validate_identifier,
+    validate_password,
+)
 from provisioners.docker import runtime, volumes
-from provisioners.database.engines import (DatabaseError, Engine, engine_for, validate_identifier,
-    validate_password)
-from provisioners.database.commands import run
 from provisioners.docker.runtime import ContainerSpec, Limits
 
 log = logging.getLogger(__name__)
@@ -55,9 +60,13 @@ class DatabaseSpec:
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
+def server_container_name(prefix: str, service_id: int) -> str:
+    """Name of a database server's container (also its DNS name on the institution's network)."""
+    return f"{prefix}-db-{service_id}"
+
+
 def container_name(spec: DatabaseSpec) -> str:
-    """Name of the server container (also its DNS name on the institution's network)."""
-    return f"{spec.prefix}-db-{spec.service_id}"
+    return server_container_name(spec.prefix, spec.service_id)
 
 
 def volume_name(spec: DatabaseSpec) -> str:
@@ -219,19 +228,3 @@ def exec_user(client: docker.DockerClient, spec: DatabaseSpec) -> str:
     """uid:gid for execs: the server's OS user, which the engine trusts on its socket."""
     uid, gid = image_user(client, spec.image)
     return f"{uid}:{gid}"
-
-
-def backup(client: docker.DockerClient, spec: DatabaseSpec, dest_dir: Path, *,
-           timeout: float | None = None) -> Path:
-    """Dump the database to dest_dir as <container>-<db>-<UTC time>.sql.gz (mode 0600)."""
-    from provisioners.database import backup as database_backup  # it builds on this module
-
-    return database_backup.backup(client, spec, dest_dir, timeout=timeout)
-
-
-def restore(client: docker.DockerClient, spec: DatabaseSpec, dump: Path, *,
-            timeout: float | None = None) -> None:
-    """Replace the database's contents with a dump made by backup() (see database_backup)."""
-    from provisioners.database import backup as database_backup
-
-    database_backup.restore(client, spec, dump, timeout=timeout)

@@ -23,8 +23,16 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
 from provisioners.directory import tree as directory
-from provisioners.directory.tree import (_COMM_ERRORS, DirectoryConfig, DirectoryError,  # noqa: F401 - shared private helpers
-    DirectoryUnavailable, _admin, _norm, _ok, _search)
+from provisioners.directory.tree import (  # noqa: F401 - shared private helpers
+    _COMM_ERRORS,
+    DirectoryConfig,
+    DirectoryError,
+    DirectoryUnavailable,
+    _admin,
+    _norm,
+    _ok,
+    _search,
+)
 
 log = logging.getLogger(__name__)
 

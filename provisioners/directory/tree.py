@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import ldap3
 from ldap3.core.exceptions import (
-    LDAPCommunicationError, LDAPException, LDAPMaximumRetriesError, LDAPResponseTimeoutError,
+    LDAPCommunicationError,
+    LDAPException,
+    LDAPMaximumRetriesError,
+    LDAPResponseTimeoutError,
 )
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn

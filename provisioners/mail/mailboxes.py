@@ -21,9 +21,23 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
-from provisioners.directory.tree import (DirectoryConfig, DirectoryError, _admin, _check_acronym,
-    _check_password, _ensure_entry, _ensure_ou, _first, _get, _institution_dn, _ok, _search,
-    _ssha_matches, _values, hash_password)
+from provisioners.directory.tree import (
+    DirectoryConfig,
+    DirectoryError,
+    _admin,
+    _check_acronym,
+    _check_password,
+    _ensure_entry,
+    _ensure_ou,
+    _first,
+    _get,
+    _institution_dn,
+    _ok,
+    _search,
+    _ssha_matches,
+    _values,
+    hash_password,
+)
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
 from provisioners.docker import runtime
+from provisioners.docker.runtime import ContainerSpec, Limits
 from provisioners.mail.files import read_tree, write_tree
 from provisioners.mail.mailboxes import validate_address, validate_service_password
 from provisioners.proxy import validate_hostname
-from provisioners.docker.runtime import ContainerSpec, Limits
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import io
 import logging
 import re
 import secrets
+import socket
 import tarfile
 import time
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ import docker.errors
 from docker.models.containers import Container
 
 from provisioners.docker import runtime
-from provisioners.website import site as website
 from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,6 @@ def remove_sftp(client: docker.DockerClient, site: WebsiteSpec) -> None:
 
 def wait_ready(host: str, port: int, timeout: float = 30.0) -> None:
     """Until sshd sends its banner (host keys are made at the first start)."""
-    import socket
-
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
 import secrets
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +23,8 @@ import docker.errors
 
 from provisioners import proxy as proxy_mod
 from provisioners.docker import runtime, volumes
-from provisioners.proxy import ProxySpec
 from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.proxy import ProxySpec
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,13 @@ class WebsiteSpec:
     volumes_root: str = ""  # where quota images live (needed when disk_bytes > 0)
 
 
+def site_container_name(prefix: str, service_id: int) -> str:
+    """Name of a site's nginx container (also its DNS name for the proxy)."""
+    return f"{prefix}-web-{service_id}"
+
+
 def container_name(site: WebsiteSpec) -> str:
-    """Name of the site's nginx container (also its DNS name for the proxy)."""
-    return f"{site.prefix}-web-{site.service_id}"
+    return site_container_name(site.prefix, site.service_id)
 
 
 def volume_name(site: WebsiteSpec) -> str:

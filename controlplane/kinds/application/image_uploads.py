@@ -9,10 +9,13 @@ from pathlib import Path
 from flask import current_app
 
 from controlplane.audit import trail as audit
-from controlplane.worker import queue as tasks
+from controlplane.core import infra
 from controlplane.core.extensions import db
-from controlplane.services.jobs import _context
 from controlplane.core.models import Account, Institution, Task
+from controlplane.kinds.application.kind import image_namespace
+from controlplane.worker import queue
+from controlplane.worker.runner import job
+from provisioners.application import image_archives
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +31,6 @@ def accept(owner: Account, stream, filename: str) -> Task:
 
     Raises ValueError with a message for the user; nothing is kept when it does.
     """
-    from provisioners.application import image_archives as app_images
-
-    from controlplane.kinds.application.kind import image_namespace
-
     limit = int(current_app.config["APP_IMAGE_MAX_BYTES"])
     task_id = "image-" + pysecrets.token_hex(8)
     path = uploads_dir() / f"{task_id}.tar"
@@ -44,8 +43,8 @@ def accept(owner: Account, stream, filename: str) -> Task:
                 if written > limit:
                     raise ValueError(f"the archive is larger than {limit // 2**20} MiB")
                 out.write(chunk)
-        tags = app_images.check_image_archive(path, max_bytes=limit)
-        refused = app_images.refused_tags(tags, image_namespace(owner.institution), [])
+        tags = image_archives.check_image_archive(path, max_bytes=limit)
+        refused = image_archives.refused_tags(tags, image_namespace(owner.institution), [])
         if refused:
             raise ValueError("these image names are outside your institution’s namespace "
                              f"({', '.join(image_namespace(owner.institution))}): "
@@ -61,43 +60,36 @@ def accept(owner: Account, stream, filename: str) -> Task:
                  after={"tags": tags, "bytes": written})
     db.session.commit()
     try:
-        tasks.enqueue_unique("controlplane.kinds.application.image_uploads.load", task_id, job_id=task_id)
-    except tasks.QueueUnavailable:
+        queue.enqueue_unique(load, task_id, job_id=task_id)
+    except queue.QueueUnavailable:
         task.status, task.message = "failed", "job queue unavailable"
         db.session.commit()
         path.unlink(missing_ok=True)
     return task
 
 
+def _load_failed(exc: Exception, task_id: str) -> None:
+    task = db.session.get(Task, task_id)
+    task.status, task.message = "failed", str(exc)[:300]
+    (uploads_dir() / f"{task_id}.tar").unlink(missing_ok=True)
+
+
+@job(on_failure=_load_failed)
 def load(task_id: str) -> str:
     """Load the archive into the engine (re-checked there), then delete the file."""
-    from provisioners.application import image_archives as app_images
-
-    from controlplane.core import infra
-    from controlplane.kinds.application.kind import image_namespace
-
-    with _context():
-        task = db.session.get(Task, task_id)
-        if task is None:
-            return "gone"
-        path = uploads_dir() / f"{task_id}.tar"
-        inst = db.session.get(Institution, task.params["institution_id"])
-        task.status, task.progress = "running", 10
-        db.session.commit()
-        try:
-            loaded = app_images.load_image_archive(
-                infra.docker_client(), path, image_namespace(inst), [],
-                int(current_app.config["APP_IMAGE_MAX_BYTES"]))
-        except Exception as exc:  # noqa: BLE001 - shown on the task page
-            db.session.rollback()
-            task = db.session.get(Task, task_id)
-            task.status, task.message = "failed", str(exc)[:300]
-            db.session.commit()
-            path.unlink(missing_ok=True)
-            return "failed"
-        path.unlink(missing_ok=True)
-        task.status, task.progress, task.message = "done", 100, ", ".join(loaded)
-        audit.record("image.loaded", inst, after={"tags": loaded})
-        db.session.commit()
-        log.info("event=image.loaded task=%s tags=%s", task_id, ",".join(loaded))
-        return "done"
+    task = db.session.get(Task, task_id)
+    if task is None:
+        return "gone"
+    path = uploads_dir() / f"{task_id}.tar"
+    inst = db.session.get(Institution, task.params["institution_id"])
+    task.status, task.progress = "running", 10
+    db.session.commit()
+    loaded = image_archives.load_image_archive(
+        infra.docker_client(), path, image_namespace(inst), [],
+        int(current_app.config["APP_IMAGE_MAX_BYTES"]))
+    path.unlink(missing_ok=True)
+    task.status, task.progress, task.message = "done", 100, ", ".join(loaded)
+    audit.record("image.loaded", inst, after={"tags": loaded})
+    db.session.commit()
+    log.info("event=image.loaded task=%s tags=%s", task_id, ",".join(loaded))
+    return "done"

@@ -5,43 +5,29 @@ import json
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 import policies as pol
-
-from controlplane.services import credentials as secrets
 from controlplane.core import infra
 from controlplane.core.extensions import db
 from controlplane.core.models import Service
-from controlplane.kinds.registry import Kind, register
-from controlplane.kinds.website.kind import check_hostname, check_size, size_choices
-
-
-class ApplicationRequestForm(FlaskForm):
-    name = StringField(_l("Application name"), validators=[DataRequired(), Length(max=40)],
-                       description=_l("Lowercase letters, digits and hyphens, e.g. "
-                                      "dossier-patient."))
-    hostname = StringField(_l("Host name"), validators=[DataRequired(), Length(max=253)])
-    image = StringField(_l("Image"), validators=[DataRequired(), Length(max=255)])
-    port = IntegerField(_l("HTTP port inside the container"), default=8080,
-                        validators=[DataRequired(), NumberRange(1, 65535)])
-    health_path = StringField(_l("Health check path"), default="/",
-                              validators=[Optional(), Length(max=200)])
-    environment = TextAreaField(_l("Environment variables"), validators=[Length(max=20000)],
-                                description=_l("One NAME=value per line. Values are stored "
-                                               "encrypted."))
-    volume_path = StringField(_l("Persistent volume mount point (optional)"),
-                              validators=[Optional(), Length(max=200)])
-    database = SelectField(_l("Database to bind (optional)"), validate_choice=False)
-    size = SelectField(_l("Size"), validators=[DataRequired()], validate_choice=False)
+from controlplane.core.transitions import LifecycleError
+from controlplane.kinds.application.forms import ApplicationRequestForm
+from controlplane.kinds.base import Kind
+from controlplane.kinds.checks import check_hostname, check_size, size_choices
+from controlplane.kinds.database.kind import DATABASE_KINDS
+from controlplane.proxy.front import probe_through_proxy, proxy_spec
+from controlplane.services import credentials as secrets
+from provisioners.application import container as application
+from provisioners.application.container import (
+    DATABASE_PORTS,
+    database_env,
+    database_host,
+    validate_environment,
+)
 
 
 def parse_environment(text: str) -> dict[str, str]:
-    from controlplane.requests.lifecycle import LifecycleError
-
     env: dict[str, str] = {}
     for number, line in enumerate((text or "").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -51,8 +37,6 @@ def parse_environment(text: str) -> dict[str, str]:
                                  field="environment")
         key, value = line.split("=", 1)
         env[key.strip()] = value
-    from provisioners.application.container import validate_environment
-
     try:
         return validate_environment(env)
     except ValueError as exc:
@@ -62,7 +46,7 @@ def parse_environment(text: str) -> dict[str, str]:
 
 def own_databases(institution_id: int) -> list[Service]:
     return list(db.session.scalars(select(Service).where(
-        Service.institution_id == institution_id, Service.kind.in_(("postgresql", "mariadb")),
+        Service.institution_id == institution_id, Service.kind.in_(DATABASE_KINDS),
         Service.status != "deleted").order_by(Service.id)))
 
 
@@ -94,8 +78,6 @@ class Application(Kind):
                                     prefixes=", ".join(image_namespace(institution)))
 
     def clean(self, data, institution):
-        from controlplane.requests.lifecycle import LifecycleError
-
         policies = current_app.extensions["policies"]
         name = (data.get("name") or "").strip().lower()
         problem = pol.name_problem(policies, "application", name)
@@ -139,8 +121,6 @@ class Application(Kind):
                            "environment": secrets.encrypt(json.dumps(env))}}
 
     def environment(self, svc: Service) -> dict[str, str]:
-        from provisioners.application.container import DATABASE_PORTS, database_env, database_host
-
         token = (svc.params or {}).get("environment")
         env = json.loads(secrets.decrypt(token)) if token else {}
         db_id = (svc.params or {}).get("database_id")
@@ -157,12 +137,10 @@ class Application(Kind):
                                     bound.params.get("username", bound.name), password))
         return env
 
-    def spec(self, svc: Service):
-        from provisioners.application.container import ApplicationSpec
-
+    def spec(self, svc: Service) -> application.ApplicationSpec:
         params = svc.params or {}
         size = self.size(svc.size)
-        return ApplicationSpec(
+        return application.ApplicationSpec(
             service_id=svc.id, institution_id=svc.institution_id,
             institution=svc.institution.acronym, hostname=svc.hostname, image=params["image"],
             port=int(params["port"]), environment=self.environment(svc),
@@ -174,8 +152,6 @@ class Application(Kind):
             **infra.common())
 
     def provision(self, svc):
-        from provisioners.application import container as application
-
         client = infra.docker_client()
         image = svc.params["image"]
         try:
@@ -183,26 +159,20 @@ class Application(Kind):
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
             raise RuntimeError(f"image {image} is not on the platform: upload its archive "
                                "or ask the data centre to publish it") from None
-        application.ensure_application(client, self.spec(svc), infra.proxy_spec())
+        application.ensure_application(client, self.spec(svc), proxy_spec())
 
     def stop(self, svc):
-        from provisioners.application import container as application
-
         application.stop_application(infra.docker_client(), self.spec(svc))
 
     def start(self, svc):
-        from provisioners.application import container as application
-
-        application.start_application(infra.docker_client(), self.spec(svc), infra.proxy_spec())
+        application.start_application(infra.docker_client(), self.spec(svc), proxy_spec())
 
     def remove(self, svc):
-        from provisioners.application import container as application
-
         try:
             spec = self.spec(svc)
         except RuntimeError:  # a bound database already gone: remove without its settings
             spec = self.spec_without_database(svc)
-        application.remove_application(infra.docker_client(), spec, infra.proxy_spec())
+        application.remove_application(infra.docker_client(), spec, proxy_spec())
 
     def spec_without_database(self, svc):
         params = dict(svc.params or {})
@@ -216,15 +186,12 @@ class Application(Kind):
         return infra.public_url(svc.hostname)
 
     def container_name(self, svc):
-        return f"{infra.common()['prefix']}-app-{svc.id}"
+        return application.app_container_name(infra.common()["prefix"], svc.id)
 
     def probe(self, svc):
         """The container runs and the health path answers through the front proxy."""
         ok, detail = super().probe(svc)
         if not ok:
             return ok, detail
-        return infra.probe_through_proxy(svc.hostname,
+        return probe_through_proxy(svc.hostname,
                                          (svc.params or {}).get("health_path") or "/")
-
-
-register(Application())

@@ -3,29 +3,28 @@ from __future__ import annotations
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import SelectField, StringField
-from wtforms.validators import DataRequired, Length
 
 import policies as pol
-
-from controlplane.services import credentials
 from controlplane.core import infra
 from controlplane.core.extensions import db
 from controlplane.core.models import Service
-from controlplane.kinds.registry import Kind, register
-from controlplane.kinds.website.kind import check_size, size_choices
+from controlplane.core.transitions import LifecycleError
+from controlplane.kinds.base import BackedUp, Kind, Restorable, WithCredentials
+from controlplane.kinds.checks import check_size, size_choices
+from controlplane.kinds.database.forms import DatabaseRequestForm
+from controlplane.services import credentials
+from controlplane.services.ports import allocate_port
+from provisioners import probes
+from provisioners.application.container import database_env
+from provisioners.database import backup as database_backup
+from provisioners.database import server as database
+from provisioners.database.server import DatabaseSpec
 
-class DatabaseRequestForm(FlaskForm):
-    name = StringField(_l("Database name"), validators=[DataRequired(), Length(max=31)],
-                       description=_l("Lowercase letters, digits and _, starting with a "
-                                      "letter, e.g. dossiers_patients. It is also the user "
-                                      "name."))
-    size = SelectField(_l("Size"), validators=[DataRequired()], validate_choice=False)
+DATABASE_KINDS = ("postgresql", "mariadb")
 
 
-class Database(Kind):
+class Database(Kind, BackedUp, Restorable, WithCredentials):
     form_class = DatabaseRequestForm
     detail_template = "kinds/database/detail.html"
     extra_template = "kinds/database/extra.html"
@@ -37,8 +36,6 @@ class Database(Kind):
         form.size.choices = size_choices(self.name)
 
     def clean(self, data, institution):
-        from controlplane.requests.lifecycle import LifecycleError
-
         name = (data.get("name") or "").strip().lower()
         problem = pol.name_problem(current_app.extensions["policies"], "database", name)
         if problem:
@@ -57,9 +54,7 @@ class Database(Kind):
                 "params": {"username": name, "version": version}}
 
     # --- worker side -------------------------------------------------------------------
-    def spec(self, svc: Service):
-        from provisioners.database.server import DatabaseSpec
-
+    def spec(self, svc: Service) -> DatabaseSpec:
         size = self.size(svc.size)
         root = infra.volumes_root()
         return DatabaseSpec(
@@ -73,13 +68,11 @@ class Database(Kind):
 
     def _allocate_port(self, svc: Service) -> int:
         """A published port from DB_PORT_RANGE, unique among live databases."""
-        return infra.allocate_port(svc, "host_port", ("postgresql", "mariadb"),
+        return allocate_port(svc, "host_port", DATABASE_KINDS,
                                    current_app.config["DB_PORT_RANGE"],
                                    current_app.config["DB_PUBLISH_IP"], "databases")
 
     def provision(self, svc):
-        from provisioners.database import server as database
-
         self._allocate_port(svc)
         password = credentials.get(svc, "password")
         if password is None:
@@ -90,8 +83,6 @@ class Database(Kind):
 
     def rotate(self, svc: Service) -> None:
         """New password: staged first, so a retry after a crash converges on the same one."""
-        from provisioners.database import server as database
-
         staged = credentials.get(svc, "password_next")
         if staged is None:
             staged = credentials.generate_password()
@@ -102,33 +93,21 @@ class Database(Kind):
         credentials.forget(svc, "password_next")
 
     def stop(self, svc):
-        from provisioners.database import server as database
-
         database.stop_database(infra.docker_client(), self.spec(svc))
 
     def start(self, svc):
-        from provisioners.database import server as database
-
         database.start_database(infra.docker_client(), self.spec(svc))
 
     def remove(self, svc):
-        from provisioners.database import server as database
-
         database.remove_database(infra.docker_client(), self.spec(svc))
 
     def backup(self, svc, dest):
-        from provisioners.database import server as database
-
-        return database.backup(infra.docker_client(), self.spec(svc), dest)
+        return database_backup.backup(infra.docker_client(), self.spec(svc), dest)
 
     def restore(self, svc, path):
-        from provisioners.database import server as database
-
-        database.restore(infra.docker_client(), self.spec(svc), path)
+        database_backup.restore(infra.docker_client(), self.spec(svc), path)
 
     def connection(self, svc: Service, password: str) -> dict:
-        from provisioners.application.container import database_env
-
         host = current_app.config.get("DB_PUBLIC_HOST") or current_app.config["DB_PUBLISH_IP"]
         port = int(svc.params.get("host_port") or 0)
         env = database_env(self.name, host, port, svc.name, svc.params.get("username", svc.name),
@@ -138,22 +117,23 @@ class Database(Kind):
                 "url": env["DATABASE_URL"]}
 
     def container_name(self, svc):
-        return f"{infra.common()['prefix']}-db-{svc.id}"
+        return database.server_container_name(infra.common()["prefix"], svc.id)
 
     def probe(self, svc):
-        from provisioners import probes as health
-
         ok, detail = super().probe(svc)
         port = int(svc.params.get("host_port") or 0)
         if not ok or not port:
             return ok, detail
-        result = health.tcp_probe(current_app.config["DB_PUBLISH_IP"], port)
+        result = probes.tcp_probe(current_app.config["DB_PUBLISH_IP"], port)
         return result.ok, f"TCP {result.detail} ({result.latency_ms:.0f} ms)"
 
 
-register(Database("postgresql", _l("PostgreSQL database"),
-                  _l("A PostgreSQL 15 server of your own, reachable from your institution’s "
-                     "servers; daily backups, restore on demand.")))
-register(Database("mariadb", _l("MariaDB database"),
-                  _l("A MariaDB server of your own, reachable from your institution’s servers; "
-                     "daily backups, restore on demand.")))
+DATABASES = (
+    Database("postgresql", _l("PostgreSQL database"),
+             _l("A PostgreSQL 15 server of your own, reachable from your institution’s "
+                "servers; daily backups, restore on demand.")),
+    Database("mariadb", _l("MariaDB database"),
+             _l("A MariaDB server of your own, reachable from your institution’s servers; "
+                "daily backups, restore on demand.")),
+)
+assert tuple(d.name for d in DATABASES) == DATABASE_KINDS

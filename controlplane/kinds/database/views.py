@@ -6,24 +6,22 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from controlplane.accounts.roles import role_required, scoped_get
 from controlplane.audit import trail as audit
-from controlplane.backups import store as backups
-from controlplane.services import credentials
-from controlplane.kinds import registry as kinds
-from controlplane.worker import queue as tasks
-from controlplane.accounts.views import role_required
+from controlplane.backups import jobs as backups
 from controlplane.core.extensions import db
 from controlplane.core.forms import ActionForm
 from controlplane.core.models import Backup, Service
-from controlplane.web import scoped_get
+from controlplane.kinds import registry as kinds
+from controlplane.kinds.database.jobs import enqueue_rotation
+from controlplane.kinds.database.kind import DATABASE_KINDS
+from controlplane.services import credentials
+from controlplane.worker.queue import QueueUnavailable
 
 bp = Blueprint("databases", __name__)
-ENGINES = ("postgresql", "mariadb")
-
-
 def _database(service_id: int) -> Service:
     svc = scoped_get(Service, service_id)
-    if svc.kind not in ENGINES:
+    if svc.kind not in DATABASE_KINDS:
         abort(404)
     return svc
 
@@ -59,9 +57,8 @@ def rotate(service_id: int):
             audit.record("service.rotation_requested", svc, actor=current_user)
             db.session.commit()
             try:
-                tasks.enqueue_unique("controlplane.kinds.database.jobs.rotate_password", svc.id,
-                                     job_id=f"service-{svc.id}-rotate")
-            except tasks.QueueUnavailable:
+                enqueue_rotation(svc)
+            except QueueUnavailable:
                 flash(_("The job queue is unavailable; try again in a few minutes."), "error")
             else:
                 flash(_("The password is being changed; reveal it again in a moment."),
@@ -82,7 +79,7 @@ def backup_now(service_id: int):
             db.session.commit()
             try:
                 backups.enqueue_backup(svc, "manual")
-            except tasks.QueueUnavailable:
+            except QueueUnavailable:
                 flash(_("The job queue is unavailable; try again in a few minutes."), "error")
             else:
                 flash(_("The backup is being taken."), "success")
@@ -106,7 +103,7 @@ def restore(service_id: int, backup_id: int):
             db.session.commit()
             try:
                 backups.enqueue_restore(svc, backup)
-            except tasks.QueueUnavailable:
+            except QueueUnavailable:
                 flash(_("The job queue is unavailable; try again in a few minutes."), "error")
             else:
                 flash(_("The backup is being restored."), "success")

@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
+from controlplane.core import infra
 from controlplane.core.extensions import db
-from controlplane.core.models import Mailbox, Service
-from controlplane.kinds.registry import Kind, register
+from controlplane.core.models import Institution, Mailbox, Service
+from controlplane.core.transitions import LifecycleError
+from controlplane.kinds.base import Kind
+from controlplane.kinds.mail.forms import MailRequestForm
+from controlplane.kinds.mail.platform import archive_mailbox, platform_spec
+from provisioners.mail import mailboxes
+from provisioners.mail import platform as mail
 
 
-class MailRequestForm(FlaskForm):
-    """Nothing to choose: the domain is the institution's."""
+def mail_service(inst: Institution) -> Service | None:
+    """The institution's live mail domain, if it has one."""
+    return db.session.scalar(select(Service).where(
+        Service.institution_id == inst.id, Service.kind == "mail", Service.status != "deleted"))
 
 
 class MailDomain(Kind):
@@ -25,25 +32,14 @@ class MailDomain(Kind):
     counts_against_quota = False
     actions = {"delete", "retry"}
 
-    def prepare_form(self, form, institution):
-        pass
-
     def clean(self, data, institution):
-        from controlplane.requests.lifecycle import LifecycleError
-
-        taken = db.session.scalar(select(Service.id).where(
-            Service.institution_id == institution.id, Service.kind == "mail",
-            Service.status != "deleted"))
-        if taken:
+        if mail_service(institution) is not None:
             raise LifecycleError(_l("Your institution already has official mail."))
         return {"name": institution.domain, "size": "-", "params": {}}
 
     def provision(self, svc):
-        from provisioners.mail import mailboxes
-
-        from controlplane.kinds.mail.mailboxes import cfg
-
-        mailboxes.ensure_mail_domain(cfg(), svc.institution.acronym, svc.institution.domain)
+        mailboxes.ensure_mail_domain(infra.directory_config(), svc.institution.acronym,
+                                     svc.institution.domain)
         svc.institution.mail_enabled = True
 
     def stop(self, svc):
@@ -53,13 +49,6 @@ class MailDomain(Kind):
 
     def remove(self, svc):
         """Every mailbox's storage and entry, its aliases, then the domain."""
-        from provisioners.mail import platform as mail, mailboxes
-
-        from controlplane.core import infra
-        from controlplane.kinds.mail.mailboxes import cfg, platform_spec
-
-        from controlplane.kinds.mail.mailboxes import archive_mailbox
-
         client, spec = infra.docker_client(), platform_spec()
         for box in db.session.scalars(select(Mailbox).where(
                 Mailbox.institution_id == svc.institution_id)):
@@ -68,7 +57,7 @@ class MailDomain(Kind):
                 mail.kick_mailbox(client, spec, box.address)
                 mail.purge_mailbox_storage(client, spec, box.address)
             db.session.delete(box)
-        mailboxes.remove_mail_domain(cfg(), svc.institution.acronym)
+        mailboxes.remove_mail_domain(infra.directory_config(), svc.institution.acronym)
         svc.institution.mail_enabled = False
 
     def display_name(self, svc):
@@ -76,6 +65,3 @@ class MailDomain(Kind):
 
     def probe(self, svc):
         return True, "domain in the directory"
-
-
-register(MailDomain())

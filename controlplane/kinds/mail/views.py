@@ -6,31 +6,15 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from controlplane.kinds.mail import mailboxes as mail
-from controlplane.accounts.views import role_required
+from controlplane.accounts.roles import role_required, scoped_get
 from controlplane.core.extensions import db
-from controlplane.core.forms import ActionForm, AliasForm, MailboxForm
+from controlplane.core.forms import ActionForm
 from controlplane.core.models import Mailbox
-from controlplane.web import scoped_get
+from controlplane.kinds.mail import mailboxes as mail
+from controlplane.kinds.mail.forms import AliasForm, MailboxForm
+from controlplane.kinds.mail.kind import mail_service
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/portal/mail")
-
-
-def _message(exc: mail.MailError) -> str:
-    text = str(exc)
-    if text == "mail_not_enabled":
-        return _("Your institution has no official mail yet: request it first.")
-    if text.startswith("outside: "):
-        return _("These targets are not mailboxes or aliases of your institution: %(t)s",
-                 t=text.removeprefix("outside: "))
-    if text.startswith("loop: "):
-        return _("This alias would make a loop: %(path)s", path=text.removeprefix("loop: "))
-    if text == "no target":
-        return _("Give at least one address to deliver to.")
-    if text.startswith("quota: "):
-        return _("The storage quota of a mailbox must be between %(range)s.",
-                 range=text.removeprefix("quota: "))
-    return _("Refused: %(reasons)s", reasons=text)
 
 
 def _page(status: int = 200, **forms):
@@ -41,7 +25,7 @@ def _page(status: int = 200, **forms):
     box_form = forms.get("box_form") or MailboxForm(quota_mib=limits.default_mib)
     alias_form = forms.get("alias_form") or AliasForm()
     return render_template("kinds/mail/mail.html", rows=rows, box_form=box_form,
-                           alias_form=alias_form, form=ActionForm(), service=mail.mail_service(inst),
+                           alias_form=alias_form, form=ActionForm(), service=mail_service(inst),
                            limits=limits, password=forms.get("password"),
                            password_for=forms.get("password_for")), status
 
@@ -63,7 +47,7 @@ def create_mailbox():
     try:
         box, password = mail.create_mailbox(current_user, form.local.data, form.quota_mib.data)
     except mail.MailError as exc:
-        form.local.errors = list(form.local.errors) + [_message(exc)]
+        form.local.errors = list(form.local.errors) + [str(exc.message)]
         return _page(422, box_form=form)
     flash(_("Mailbox %(address)s created.", address=box.address), "success")
     return _page(password=password, password_for=box.address)
@@ -79,7 +63,7 @@ def create_alias():
     try:
         box = mail.create_alias(current_user, form.local.data, form.targets.data)
     except mail.MailError as exc:
-        form.local.errors = list(form.local.errors) + [_message(exc)]
+        form.local.errors = list(form.local.errors) + [str(exc.message)]
         return _page(422, alias_form=form)
     flash(_("Alias %(address)s created.", address=box.address), "success")
     return redirect(url_for("mailboxes.index"))

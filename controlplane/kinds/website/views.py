@@ -5,13 +5,13 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from controlplane.accounts.roles import role_required, scoped_get
 from controlplane.audit import trail as audit
-from controlplane.services import credentials
-from controlplane.accounts.views import role_required
 from controlplane.core.extensions import db
 from controlplane.core.forms import ActionForm
 from controlplane.core.models import Service
-from controlplane.web import scoped_get
+from controlplane.services import credentials
+from provisioners.website import sftp
 
 bp = Blueprint("sites", __name__)
 
@@ -20,8 +20,6 @@ bp = Blueprint("sites", __name__)
 @role_required("focal_point")
 def reveal_sftp(service_id: int):
     """Show the SFTP address, user and password once; the reveal is recorded."""
-    from provisioners.website import sftp
-
     svc = scoped_get(Service, service_id)
     if svc.kind != "website":
         abort(404)

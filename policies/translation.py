@@ -62,12 +62,12 @@ class Texts:
     """The policy messages of one language: look a message up, then fill its placeholders.
 
     Call sites name their message ids literally (t.gettext("..."), t.npgettext("ctx", ...))
-    so that pybabel finds them.
+    so that pybabel finds them. `catalog` replaces the language's compiled one (tests).
     """
 
-    def __init__(self, lang: str) -> None:
+    def __init__(self, lang: str, catalog: NullTranslations | None = None) -> None:
         self.lang = lang
-        self._catalog = _catalog(lang)
+        self._catalog = _catalog(lang) if catalog is None else catalog
 
     def gettext(self, message: str, **values: Any) -> str:
         return _fill(self._catalog.gettext(message), message, values)

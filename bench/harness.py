@@ -146,7 +146,7 @@ def platform(grants: dict[str, float] | None = None) -> Iterator[Harness]:
                               stderr=open(work / "worker.log", "w"))
     harness = None
     try:
-        from controlplane.accounts.views import directory_config
+        from controlplane.core.infra import directory_config
         from controlplane.app import create_app
         from controlplane.core.extensions import db
         from controlplane.core.models import Account, QuotaGrant

@@ -39,7 +39,9 @@ def main() -> int:
 
     from controlplane.core.extensions import db
     from controlplane.core.models import Request
+    from controlplane.core.infra import directory_config
     from controlplane.kinds.mail import mailboxes as mail
+    from controlplane.kinds.mail.platform import ensure_platform
     from controlplane.requests.lifecycle import approve_request, submit_request
     from controlplane.services.jobs import run_service_action
     from devtools import devstack
@@ -56,12 +58,12 @@ def main() -> int:
             LDAP_LDAPI_DIR=str(devstack.default_ldapi_path(slapd_dir).parent),
             MAIL_SMTP_PORT=devstack.free_port(), MAIL_IMAP_PORT=devstack.free_port(),
             MAIL_SUBMISSION_PORT=devstack.free_port())
-        mail.ensure_platform()
+        ensure_platform()
         req = submit_request(h.focal_point, "mail", {})
         svc = approve_request(h.operator, db.session.get(Request, req.id))
         run_service_action(svc.id, "provision")
         port = h.app.config["MAIL_IMAP_PORT"]
-        cfg = mail.cfg()
+        cfg = directory_config()
         password = "Bench-pass-0123456789"
 
         def bare_add(i: int) -> float:

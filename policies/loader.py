@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from policies.loader_rules import parse_approval, parse_catalogue, parse_naming
 from policies.model import (KINDS, LOCALES, MAILBOX, RESOURCES, ExceptionRules, MailboxLimits,
     Plan, Policies, PolicyError, Size)
 from policies.resources import Resources
@@ -145,8 +146,6 @@ def parse_plans(raw: Any, filename: str = "plans.yaml"
 
 def load(directory: Path | str | None = None) -> Policies:
     """Read and validate every policy file in `directory` (default: this package)."""
-    from policies.loader_rules import parse_approval, parse_catalogue, parse_naming
-
     base = Path(directory) if directory else POLICIES_DIR
     raw_sizes = read_yaml(base / "sizes.yaml")
     sizes = parse_sizes(raw_sizes)

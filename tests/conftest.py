@@ -171,7 +171,7 @@ def app_config(tmp_path, template_db, redis_url, ldap_config, directory_people):
 def app(app_config, tmp_path, monkeypatch):
     from redis import Redis
 
-    from controlplane.accounts.views import directory_config
+    from controlplane.core.infra import directory_config
     from controlplane.app import create_app
     from controlplane.core.extensions import db
     from devtools import demo

@@ -142,3 +142,19 @@ def test_no_two_modules_share_a_name_with_another_meaning():
             by_leaf.setdefault(module.rsplit(".", 1)[-1], []).append(module)
     assert {leaf: mods for leaf, mods in by_leaf.items()
             if len(mods) > 1 and leaf not in shared} == {}
+
+
+def test_imports_stand_at_the_top_of_modules():
+    """An import inside a function is only for a heavy third-party module, said in a comment."""
+    found = []
+    for name, path in module_files(ROOT).items():
+        source = path.read_text()
+        tree = ast.parse(source)
+        top = {id(node) for node in tree.body}
+        lines = source.splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                if (module or "").split(".")[0] in PACKAGES or "#" not in lines[node.lineno - 1]:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {module}")
+    assert found == []

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from controlplane.services.content import ArchiveError, clean_archive
+from controlplane.services.archives import ArchiveError, clean_archive
 
 MIB = 1024 * 1024
 

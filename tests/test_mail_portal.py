@@ -22,7 +22,7 @@ pytestmark = pytest.mark.docker
 def mail_app(docker_app, mail_settings, auth, client):
     """The app with official mail approved for MINISANTE and OBR, on a running platform."""
     docker_app.config.update(mail_settings)
-    from controlplane.kinds.mail import mailboxes as mail
+    from controlplane.kinds.mail import platform as mail
 
     with docker_app.app_context():
         mail.ensure_platform()

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from controlplane.core.extensions import db
 from controlplane.core.models import Alert, Institution, Service, UsageSample, utcnow
-from controlplane.quotas import allocation as quotas
+from controlplane.quotas.warnings import check_warnings
 from tests.conftest import PASSWORD, AuthActions
 
 
@@ -39,7 +39,7 @@ def test_disk_warning_reaches_focal_points_and_operators(app, client, auth):
         db.session.add(UsageSample(at=utcnow() - timedelta(seconds=5), service_id=svc.id,
                                    institution_id=inst.id, disk_used=int(size.disk_bytes * 0.95)))
         db.session.commit()
-        assert quotas.check_warnings() >= 1
+        assert check_warnings() >= 1
         alert = db.session.scalar(select(Alert).where(Alert.kind == "quota_warning"))
         assert alert.service_id == svc.id and "94,9 %" in alert.message
         svc_id, inst_id = svc.id, inst.id
@@ -52,6 +52,6 @@ def test_disk_warning_reaches_focal_points_and_operators(app, client, auth):
         db.session.add(UsageSample(at=utcnow(), service_id=svc_id, institution_id=inst_id,
                                    disk_used=1024))
         db.session.commit()
-        quotas.check_warnings()
+        check_warnings()
         assert db.session.scalar(select(Alert).where(Alert.kind == "quota_warning",
                                                      Alert.cleared_at.is_(None))) is None

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from controlplane.core.extensions import db
 from controlplane.core.models import Account, AuditEvent, Institution, QuotaGrant, Request, Service
 from controlplane.quotas import allocation as quotas
-from controlplane.requests.lifecycle import LifecycleError, submit_request
+from controlplane.core.transitions import LifecycleError
+from controlplane.requests.lifecycle import submit_request
 
 
 def submit(auth, hostname, size="L"):
@@ -127,7 +128,7 @@ def test_quota_increase_needs_two_different_operators(app, client, auth):
         assert db.session.get(Request, request_id).status == "submitted"
         assert db.session.scalar(select(func.count()).select_from(QuotaGrant)) == 0
         # a second operator, mirrored like any login
-        from controlplane.accounts.views import directory_config
+        from controlplane.core.infra import directory_config
         from provisioners.directory import tree as directory
 
         directory.ensure_person(directory_config(), uid="op.two", full_name="Op Two",

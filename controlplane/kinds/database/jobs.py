@@ -7,6 +7,7 @@ from controlplane.audit import trail as audit
 from controlplane.core.extensions import db
 from controlplane.core.models import Service
 from controlplane.kinds import registry as kinds
+from controlplane.kinds.base import WithCredentials
 from controlplane.services.actions import enqueue_action
 from controlplane.worker import queue
 from controlplane.worker.runner import job, short_error
@@ -29,7 +30,10 @@ def rotate_password(service_id: int) -> str:
     svc = db.session.get(Service, service_id)
     if svc is None or svc.status != "running":
         return "skipped"
-    kinds.get(svc.kind).rotate(svc)
+    kind = kinds.get(svc.kind)
+    if not isinstance(kind, WithCredentials):
+        raise RuntimeError(f"a {svc.kind} has no password to rotate")
+    kind.rotate(svc)
     audit.record("service.password_rotated", svc)
     db.session.commit()
     bound = [app for app in db.session.scalars(select(Service).where(

@@ -171,9 +171,9 @@ def app_config(tmp_path, template_db, redis_url, ldap_config, directory_people):
 def app(app_config, tmp_path, monkeypatch):
     from redis import Redis
 
-    from controlplane.core.infra import directory_config
     from controlplane.app import create_app
     from controlplane.core.extensions import db
+    from controlplane.core.infra import directory_config
     from devtools import demo
 
     monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "instance"))

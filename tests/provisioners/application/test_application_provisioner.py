@@ -5,7 +5,6 @@ import hashlib
 import io
 import tarfile
 import time
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import docker.errors
@@ -18,11 +17,12 @@ from provisioners.application import healthcheck as app_health
 from provisioners.application.container import ApplicationSpec, ApplicationUnhealthy
 from provisioners.docker import runtime, volumes
 from provisioners.docker.runtime import Limits
+from provisioners.images.build import IMAGES_DIR
 from provisioners.proxy import ProxySpec
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"
-NGINX_DIR = Path(__file__).resolve().parent.parent / "provisioners" / "images" / "nginx"
+NGINX_DIR = IMAGES_DIR / "nginx"
 LIMITS = Limits(memory_bytes=64 * 1024 * 1024, nano_cpus=500_000_000, pids=64)  # as websites
 APP_IMAGE = "comgov-test/app:1"
 APP_PORT = 9000

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from controlplane.core.extensions import db
 from controlplane.core.models import AuditEvent, Backup, Service
 from tests.conftest import run_worker
-from tests.test_end_to_end import fetch
+from tests.requests.test_end_to_end import fetch
 
 pytestmark = pytest.mark.docker
 APP_IMAGE = "registry.dc.gov.bi/minisante/registre:1.0"

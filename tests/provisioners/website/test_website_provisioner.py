@@ -5,7 +5,6 @@ import io
 import tarfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import docker.errors
 import pytest
@@ -14,6 +13,7 @@ import requests
 from provisioners import proxy as proxy_mod
 from provisioners.docker import runtime
 from provisioners.docker.runtime import Limits
+from provisioners.images.build import IMAGES_DIR
 from provisioners.proxy import ProxySpec
 from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.docker
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"
-NGINX_DIR = Path(__file__).resolve().parent.parent / "provisioners" / "images" / "nginx"
+NGINX_DIR = IMAGES_DIR / "nginx"
 LIMITS = Limits(memory_bytes=64 * 1024 * 1024, nano_cpus=500_000_000, pids=64)
 PLACEHOLDER = "Site en préparation"
 STOPPED = "Service arrêté"

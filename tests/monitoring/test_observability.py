@@ -10,7 +10,7 @@ from controlplane.core.extensions import db
 from controlplane.core.models import Alert, AuditEvent, Service, UsageRollup, UsageSample
 from controlplane.monitoring import health, usage
 from tests.conftest import run_worker
-from tests.test_end_to_end import request_and_approve
+from tests.requests.test_end_to_end import request_and_approve
 
 pytestmark = pytest.mark.docker
 

@@ -17,7 +17,7 @@ from provisioners.directory import service_accounts
 from provisioners.images import build as images
 from provisioners.website import sftp
 from tests.conftest import run_worker
-from tests.test_end_to_end import fetch, request_and_approve
+from tests.requests.test_end_to_end import fetch, request_and_approve
 
 pytestmark = pytest.mark.docker
 HOST = "fichiers.minisante.gov.bi"

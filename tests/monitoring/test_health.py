@@ -17,13 +17,14 @@ from provisioners import probes as health
 from provisioners.docker import runtime
 from provisioners.docker.runtime import ContainerSpec, Limits
 from provisioners.images import build as images
+from provisioners.images.build import IMAGES_DIR
 from provisioners.proxy import ProxySpec
 from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"
-NGINX_DIR = Path(__file__).resolve().parent.parent / "provisioners" / "images" / "nginx"
+NGINX_DIR = IMAGES_DIR / "nginx"
 LIMITS = Limits(memory_bytes=64 * 1024 * 1024, nano_cpus=500_000_000, pids=64)  # as the proxy's
 
 

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from controlplane.core.extensions import db
 from controlplane.core.models import Account, AuditEvent, Institution, QuotaGrant, Request, Service
-from controlplane.quotas import allocation as quotas
 from controlplane.core.transitions import LifecycleError
+from controlplane.quotas import allocation as quotas
 from controlplane.requests.lifecycle import submit_request
 
 

@@ -13,7 +13,7 @@ import policies
 from policies import RESOURCES, Reason, UsageWarning
 from policies.translation import CATALOGS, Texts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TITLE = {"fr": "ministère", "en": "ministry"}
 
 

@@ -12,6 +12,7 @@ import pytest
 from provisioners.docker import runtime, volumes
 from provisioners.docker.runtime import ContainerSpec, Limits
 from provisioners.docker.volumes import QuotaVolumeError
+from provisioners.images.build import IMAGES_DIR
 from provisioners.proxy import ProxySpec
 from provisioners.website import site as website
 from provisioners.website.site import WebsiteSpec
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.docker
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 BASE_IMAGE = "comgov/base:bookworm"
 NGINX_IMAGE = "comgov/nginx:bookworm"
-NGINX_DIR = Path(__file__).resolve().parent.parent / "provisioners" / "images" / "nginx"
+NGINX_DIR = IMAGES_DIR / "nginx"
 MiB = 1024 * 1024
 LIMITS = Limits(memory_bytes=64 * MiB, nano_cpus=500_000_000, pids=64)
 OWNER = (1000, 1000)

@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import docker.errors
 import pytest
 
 from provisioners.docker import runtime
 from provisioners.docker.runtime import ContainerSpec, Limits
+from provisioners.images.build import IMAGES_DIR
 
 pytestmark = pytest.mark.docker
 
 TEST_LABELS = {"bi.gov.comgov.test": "1"}
 NGINX_IMAGE = "comgov/nginx:bookworm"
 BASE_IMAGE = "comgov/base:bookworm"
-NGINX_DIR = Path(__file__).resolve().parent.parent / "provisioners" / "images" / "nginx"
+NGINX_DIR = IMAGES_DIR / "nginx"
 LIMITS = Limits(memory_bytes=64 * 1024 * 1024, nano_cpus=250_000_000, pids=32)
 TMPFS = {"/tmp": "rw,noexec,nosuid,size=8m", "/run": "rw,noexec,nosuid,size=1m"}
 

@@ -1,0 +1,1 @@
+"""Signing in, access scoping, people."""

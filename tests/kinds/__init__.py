@@ -1,0 +1,1 @@
+"""Kinds of service, through the portal."""

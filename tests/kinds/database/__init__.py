@@ -1,0 +1,1 @@
+"""Databases and applications bound to them, end to end."""

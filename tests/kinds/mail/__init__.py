@@ -1,0 +1,1 @@
+"""Official mail through the portal."""

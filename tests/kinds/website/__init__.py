@@ -1,0 +1,1 @@
+"""Websites and SFTP through the portal."""

@@ -1,0 +1,1 @@
+"""Health, metering, metrics."""

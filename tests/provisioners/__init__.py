@@ -1,0 +1,1 @@
+"""Provisioners against the real Docker Engine and slapd."""

@@ -1,0 +1,1 @@
+"""Application containers and image archives."""

@@ -1,0 +1,1 @@
+"""The directory tree, ACLs, service accounts."""

@@ -1,0 +1,1 @@
+"""Hardened containers, quota volumes, isolation."""

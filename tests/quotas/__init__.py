@@ -1,0 +1,1 @@
+"""Quotas against the database."""

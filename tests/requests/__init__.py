@@ -1,0 +1,1 @@
+"""Requests and the whole path end to end."""

@@ -244,7 +244,6 @@ def sweep_until(client, prefix, predicate, volumes_root=None, timeout=15.0):
         time.sleep(0.1)
 
 
-
 @pytest.mark.docker
 def test_sweep_counts_cpu_memory_and_network(docker_client, docker_prefix, fleet):
     first = by_role(fleet, metering.sweep(docker_client, prefix=docker_prefix))

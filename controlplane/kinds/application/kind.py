@@ -17,7 +17,7 @@ from controlplane.kinds.base import Kind
 from controlplane.kinds.checks import check_hostname, check_size, size_choices
 from controlplane.kinds.database.kind import DATABASE_KINDS
 from controlplane.proxy.front import probe_through_proxy, proxy_spec
-from controlplane.services import credentials as secrets
+from controlplane.services import credentials
 from provisioners.application import container as application
 from provisioners.application.container import (
     DATABASE_PORTS,
@@ -118,17 +118,17 @@ class Application(Kind):
                 "size": check_size(self.name, data.get("size")),
                 "params": {"image": image, "port": port, "health_path": health,
                            "volume_path": volume, "database_id": database,
-                           "environment": secrets.encrypt(json.dumps(env))}}
+                           "environment": credentials.encrypt(json.dumps(env))}}
 
     def environment(self, svc: Service) -> dict[str, str]:
         token = (svc.params or {}).get("environment")
-        env = json.loads(secrets.decrypt(token)) if token else {}
+        env = json.loads(credentials.decrypt(token)) if token else {}
         db_id = (svc.params or {}).get("database_id")
         if db_id:
             bound = db.session.get(Service, db_id)
             if bound is None or bound.status == "deleted":
                 raise RuntimeError(f"bound database #{db_id} no longer exists")
-            password = secrets.get(bound, "password")
+            password = credentials.get(bound, "password")
             if password is None:
                 raise RuntimeError(f"bound database #{db_id} has no credentials yet")
             engine = bound.kind

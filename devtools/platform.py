@@ -1,4 +1,5 @@
-"""`make run`: the whole platform on one machine (dockerd, images, Redis, slapd, portal, workers).
+"""`make run`: the whole platform on one machine (dockerd, images, Redis, slapd, the image
+registry, portal, workers).
 
 `python -m devtools run` (Ctrl-C stops all it started); `python -m devtools images` builds the
 images only.
@@ -69,7 +70,8 @@ def default_instance() -> Path:
 def _later_settings(instance: Path) -> dict[str, object]:
     """Settings added by later versions; appended to an existing settings.py when missing."""
     return {"MAIL_SERVICE_PASSWORD": secrets.token_urlsafe(24),
-            "LDAP_LDAPI_DIR": str(devstack.default_ldapi_path(instance / "slapd").parent)}
+            "LDAP_LDAPI_DIR": str(devstack.default_ldapi_path(instance / "slapd").parent),
+            "REGISTRY_PLATFORM_PASSWORD": secrets.token_urlsafe(32)}
 
 
 def ensure_settings(instance: Path) -> dict[str, object]:
@@ -157,8 +159,10 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
     settings = ensure_settings(instance)
     redis_port = urlsplit(str(settings["REDIS_URL"])).port or 6379
     ldap_port = urlsplit(str(settings["LDAP_URL"])).port or 389
+    registry_host, registry_port = _registry_listen(settings)
     for what, busy_host, busy_port in (("Redis", "127.0.0.1", redis_port),
                                        ("slapd", "127.0.0.1", ldap_port),
+                                       ("the registry", registry_host, registry_port),
                                        ("the portal", host, port)):
         if _answers(busy_host, busy_port):
             raise StartupError(
@@ -176,6 +180,20 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
             base_dn=str(settings.get("LDAP_BASE_DN", Config.LDAP_BASE_DN)),
             admin_dn=str(settings.get("LDAP_ADMIN_DN", Config.LDAP_ADMIN_DN)),
             admin_password=str(settings["LDAP_ADMIN_PASSWORD"]),
+        )))
+
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    registry_root = Path(str(settings.get("REGISTRY_ROOT") or instance / "registry"))
+    # The registry sends Docker clients to the portal's /v2/token (this run's --host/--port
+    # unless the settings name another address).
+    realm = str(settings.get("REGISTRY_TOKEN_REALM") or f"http://{url_host}:{port}/v2/token")
+    _say(f"registry on {registry_host}:{registry_port} (data in {registry_root}, tokens from "
+         f"{realm})")
+    with sig.deferred():
+        started.append(("registry", devstack.start_registry(
+            registry_root, registry_port, host=registry_host, realm=realm,
+            service=str(settings.get("REGISTRY_SERVICE", Config.REGISTRY_SERVICE)),
+            issuer=str(settings.get("REGISTRY_ISSUER", Config.REGISTRY_ISSUER)),
         )))
 
     env = {**os.environ, "CONTROLPLANE_INSTANCE": str(instance), "PYTHONUNBUFFERED": "1"}
@@ -203,7 +221,6 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
             logs / "gunicorn.out.log", env)))
     _wait_listening(host, port, started[-1][1], logs / "gunicorn.log")
 
-    url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     proxy_port = settings.get("PROXY_PORT", Config.PROXY_PORT)
     proxy = f"http://{settings.get('PROXY_BIND', Config.PROXY_BIND)}:{proxy_port}"
     click.echo(
@@ -212,6 +229,8 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
         f"  proxy:   {proxy}/   try: curl -H 'Host: {DEMO_HOST}' {proxy}/\n"
         f"  mail:    SMTP 127.0.0.1:{Config.MAIL_SMTP_PORT}, IMAP 127.0.0.1:{Config.MAIL_IMAP_PORT}"
         f" (STARTTLS), submission 127.0.0.1:{Config.MAIL_SUBMISSION_PORT}\n"
+        f"  registry: {settings.get('REGISTRY_ADDRESS', Config.REGISTRY_ADDRESS)}   try: docker "
+        f"login {settings.get('REGISTRY_ADDRESS', Config.REGISTRY_ADDRESS)} (portal account)\n"
         f"  logins:  printed above on the first start (kept in {instance}/demo-logins.txt)\n"
         f"  logs:    {logs}/ (gunicorn, access, worker-N, dockerd), "
         f"{instance}/redis/redis.log, {instance}/slapd/slapd.log\n"
@@ -224,6 +243,17 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
                            f"see its log under {instance}; stopping the rest", err=True)
                 return 1
         time.sleep(1)
+
+
+def _registry_listen(settings: dict[str, object]) -> tuple[str, int]:
+    """Where the registry listens: REGISTRY_LISTEN, else REGISTRY_ADDRESS (host:port)."""
+    value = str(settings.get("REGISTRY_LISTEN") or settings.get("REGISTRY_ADDRESS")
+                or Config.REGISTRY_ADDRESS)
+    listen_host, _, listen_port = value.rpartition(":")
+    if not listen_host or not listen_port.isdigit():
+        raise StartupError(f"the registry needs a host:port to listen on, got {value!r}; set "
+                           "REGISTRY_LISTEN in instance/settings.py (e.g. '127.0.0.1:5001')")
+    return listen_host, int(listen_port)
 
 
 def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -295,7 +325,8 @@ def platform_cli() -> None:
 @click.option("--port", default=5000, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="RQ worker processes")
 def run_command(instance: Path, host: str, port: int, workers: int) -> None:
-    """Start dockerd, Redis, slapd, the portal and workers with demo data; Ctrl-C stops."""
+    """Start dockerd, Redis, slapd, the registry, the portal and workers with demo data; Ctrl-C
+    stops."""
     raise SystemExit(run(instance, host=host, port=port, workers=workers))
 
 

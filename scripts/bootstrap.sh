@@ -6,7 +6,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io redis-server slapd ldap-utils debootstrap
+PACKAGES=(docker.io redis-server slapd ldap-utils debootstrap docker-registry skopeo
           python3-venv python3-dev gcc curl ca-certificates
           postgresql-client mariadb-client)
 VENV=.venv

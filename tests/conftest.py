@@ -278,3 +278,32 @@ def pytest_collection_modifyitems(items):
     the code's layout without changing it. Sorting is stable: order within a file is kept.
     """
     items.sort(key=lambda item: item.path.name)
+
+
+# --------------------------------------------------------------------------- image registry
+
+@pytest.fixture(scope="session")
+def registry(session_dir):
+    """Docker's registry (distribution 2.8) with token auth on a free loopback port.
+
+    Its realm is `http://127.0.0.1:<token_port>/v2/token`: tests that need tokens serve the
+    portal there (tests/registry/conftest.py). `settings` is what the app needs to sign tokens
+    the registry trusts and to reach it.
+    """
+    port = devstack.free_port()
+    token_port = devstack.free_port()
+    workdir = session_dir / "registry"
+    realm = f"http://127.0.0.1:{token_port}/v2/token"
+    service, issuer = "comgov-registry-test", "comgov-controlplane-test"
+    proc = devstack.start_registry(workdir, port, realm=realm, service=service, issuer=issuer)
+    address = f"127.0.0.1:{port}"
+    yield {
+        "address": address, "url": f"http://{address}", "port": port, "root": workdir,
+        "auth_dir": devstack.registry_auth_dir(workdir), "token_port": token_port,
+        "realm": realm, "service": service, "issuer": issuer,
+        "settings": {"REGISTRY_ADDRESS": address, "REGISTRY_ROOT": str(workdir),
+                     "REGISTRY_TOKEN_REALM": realm, "REGISTRY_SERVICE": service,
+                     "REGISTRY_ISSUER": issuer,
+                     "REGISTRY_PLATFORM_PASSWORD": secrets.token_urlsafe(24)},
+    }
+    devstack.stop_process(proc)

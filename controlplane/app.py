@@ -18,6 +18,7 @@ from controlplane.kinds.mail import views as mailboxes
 from controlplane.kinds.website import views as sites
 from controlplane.monitoring import views as monitoring
 from controlplane.quotas import views as quotas
+from controlplane.registry import views as registry
 from controlplane.reporting import views as reporting
 from controlplane.requests import ops_views
 from controlplane.requests import views as requests
@@ -26,7 +27,7 @@ from controlplane.worker import views as tasks
 
 BLUEPRINTS = (requests.portal, requests.bp, ops_views.bp, audit.bp, services.bp, reporting.bp,
               tasks.bp, monitoring.bp, quotas.bp, databases.bp, mailboxes.bp, sites.bp,
-              applications.bp)
+              applications.bp, registry.api, registry.bp)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

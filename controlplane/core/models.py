@@ -367,3 +367,32 @@ class PlanOverride(db.Model):
     quota: Mapped[dict] = mapped_column(JSON)
     updated_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RegistryRobot(db.Model):
+    """A robot account of an institution for the image registry (CI pipelines, servers).
+
+    It logs in as `robot$<acronym in lowercase>+<name>` with a secret shown once; only the
+    secret's SHA-256 is kept (the secret is 256 random bits, so a plain hash is enough).
+    """
+
+    __tablename__ = "registry_robot"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    institution: Mapped[Institution] = relationship()
+    created_by: Mapped[Account | None] = relationship()
+
+    __table_args__ = (
+        # One live robot per name in an institution; revoked ones free the name.
+        Index("uq_registry_robot_live_name", "institution_id", "name", unique=True,
+              sqlite_where=text("revoked_at IS NULL"),
+              postgresql_where=text("revoked_at IS NULL")),
+    )

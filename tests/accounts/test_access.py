@@ -7,7 +7,16 @@ import pytest
 from sqlalchemy import select
 
 from controlplane.core.extensions import db
-from controlplane.core.models import Account, Backup, Institution, Mailbox, Request, Service, Task
+from controlplane.core.models import (
+    Account,
+    Backup,
+    Institution,
+    Mailbox,
+    RegistryRobot,
+    Request,
+    Service,
+    Task,
+)
 
 
 @pytest.fixture
@@ -34,10 +43,13 @@ def obr_objects(app, auth):
         backup = Backup(service_id=svc.id, institution_id=obr.id, trigger="manual",
                         path="/nonexistent")
         box = Mailbox(institution_id=obr.id, address="recettes@obr.gov.bi", quota_mib=256)
-        db.session.add_all([backup, box])
+        robot = RegistryRobot(institution_id=obr.id, name="ci", secret_sha256="0" * 64,
+                              created_by_id=author.id)
+        db.session.add_all([backup, box, robot])
         db.session.commit()
         return {"request_id": req.id, "service_id": svc.id, "task_id": task.id,
-                "institution_id": obr.id, "backup_id": backup.id, "mailbox_id": box.id}
+                "institution_id": obr.id, "backup_id": backup.id, "mailbox_id": box.id,
+                "robot_id": robot.id}
 
 
 def all_routes(app):

@@ -77,11 +77,23 @@ def parse_approval(raw: Any, sizes: Mapping[str, Mapping[str, Size]],
     return tuple(rules)
 
 
+def _root_images(chk: Checker, path: str, raw: Any) -> tuple[str, ...]:
+    """Exact images allowed to run as root: each with a fixed version tag (not latest)."""
+    item = "an image with its version tag (registry.dc.gov.bi/minisante/app:1.0)"
+    images = chk.texts(path, raw, allow_empty=True, pattern=IMAGE_RE.pattern, item=item)
+    for index, image in enumerate(images):
+        last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+        if ":" not in last or last.endswith(":latest"):
+            raise chk.fail(f"{path}[{index}]", f"expected {item}", image)
+    return images
+
+
 def _parse_kind(chk: Checker, kind: str, raw: Any) -> KindEntry:
     path = f"kinds.{kind}"
     if kind in USER_IMAGE_KINDS:
         entry = chk.mapping(path, raw, required=("enabled",),
-                            optional=("registries", "images", "require_tag"))
+                            optional=("registries", "images", "require_tag",
+                                      "run_as_root_images"))
         registries = chk.texts(f"{path}.registries", entry.get("registries", []), allow_empty=True,
                                pattern=REGISTRY_PREFIX_RE.pattern,
                                item="a registry prefix ending with / (registry.dc.gov.bi/)")
@@ -93,7 +105,9 @@ def _parse_kind(chk: Checker, kind: str, raw: Any) -> KindEntry:
         return KindEntry(kind=kind, enabled=chk.boolean(f"{path}.enabled", entry["enabled"]),
                          registries=registries, images=images,
                          require_tag=chk.boolean(f"{path}.require_tag",
-                                                 entry.get("require_tag", True)))
+                                                 entry.get("require_tag", True)),
+                         run_as_root_images=_root_images(chk, f"{path}.run_as_root_images",
+                                                         entry.get("run_as_root_images", [])))
     entry = chk.mapping(path, raw, required=("enabled", "image"),
                         optional=("versions", "default_version"))
     image = chk.text(f"{path}.image", entry["image"], pattern=IMAGE_RE.pattern,

@@ -89,6 +89,7 @@ class KindEntry:
     registries: tuple[str, ...] = ()  # application: allowed image prefixes ("registry.x/")
     images: tuple[str, ...] = ()  # application: images allowed by exact name
     require_tag: bool = True  # application: refuse untagged and ":latest" references
+    run_as_root_images: tuple[str, ...] = ()  # application: exact images that may run as root
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,15 @@
 The container ``{prefix}-app-{id}`` runs the image with its own user (or ``user``),
 the hardened profile (read-only root, tmpfs ``/tmp`` and ``/run``, optional
 persistent volume at ``volume_path``), and is reached only through the front proxy
-on ``port``. A Docker HEALTHCHECK probes ``health_path``. Usage::
+on ``port``. A Docker HEALTHCHECK probes ``health_path``.
+
+Never as root: a user that is unset, ``root``, uid 0 or a name the image's /etc/passwd
+maps to uid 0 is replaced by the platform's ``APP_UID:APP_GID`` (10001:10001), unless
+``allow_root`` (the catalogue's ``run_as_root_images`` lists the exact image). Every
+``VOLUME`` the image declares, other than ``volume_path``, is a tmpfs of
+``DECLARED_VOLUME_SIZE`` owned by that user: never an anonymous Docker volume, which
+would escape the disk quota. Files read out of an image (/etc/passwd, /etc/group) are
+bounded by ``MAX_IMAGE_FILE_BYTES``. Usage::
 
     env = {"APP_MODE": "production", **database_env("postgresql", "comgov-db-7", 5432,
                                                      "gestion", "gestion", password)}
@@ -17,11 +25,16 @@ import hashlib
 import io
 import json
 import logging
+import posixpath
 import re
 import secrets
 import tarfile
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,6 +61,18 @@ TMPFS = {
     "/tmp": "rw,noexec,nosuid,nodev,size=64m",
     "/run": "rw,noexec,nosuid,nodev,size=4m",
 }
+# The uid:gid an application runs as when its image would run it as root (no setting: a
+# fixed number outside the image's own accounts and the platform's: 33, 999, 998, 2000).
+APP_UID = 10001
+APP_GID = 10001
+DECLARED_VOLUME_SIZE = "64m"  # each tmpfs standing in for a VOLUME of the image
+DECLARED_VOLUME_TMPFS = f"rw,noexec,nosuid,nodev,size={DECLARED_VOLUME_SIZE},mode=0755"
+MAX_IMAGE_FILE_BYTES = 1 << 20  # a file read out of an image (/etc/passwd): at most 1 MiB
+_ARCHIVE_CHUNK = 64 * 1024  # get_archive's read size (docker-py's default is 2 MB)
+_TAR_SLACK = 64 * 1024  # headers, padding and end blocks around the file in the tar stream
+_MAX_LINKS = 4  # symbolic links followed to reach a file in the image
+# Go's os.FileMode type bits in Docker's path stat: directory, link, device, pipe, socket…
+_GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 MAX_ENV_VARS = 100
 MAX_ENV_NAME = 128
 MAX_ENV_VALUE = 32 * 1024  # bytes (UTF-8) per value
@@ -83,8 +108,18 @@ class ApplicationSpec:
     disk_bytes: int = 0  # >0: a loop-mounted volume with a hard quota (provisioners.docker.volumes)
     volumes_root: str = ""  # where provisioners.docker.volumes keeps the loop images
     user: str | None = None  # None: the image's USER
+    allow_root: bool = False  # the catalogue lets this exact image run as root
     extra_labels: dict[str, str] = field(default_factory=dict)
     health_interval: int = 10  # seconds between probes (tests use 1)
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What the platform decided from the image: who runs it, which VOLUMEs become tmpfs."""
+
+    user: str | None  # ContainerSpec.user (None: the image's USER, only when root is allowed)
+    owner: tuple[int, int] | None  # (uid, gid) owning the data volume and tmpfs; None: root
+    image_volumes: tuple[str, ...] = ()  # the image's VOLUME paths, mounted as tmpfs
 
 
 def app_container_name(prefix: str, service_id: int) -> str:
@@ -168,6 +203,8 @@ def validate_spec(app: ApplicationSpec) -> None:
         raise ValueError("disk_bytes needs volumes_root (where the quota images live)")
     if app.user is not None and _USER_RE.fullmatch(app.user) is None:
         raise ValueError(f"invalid user {app.user!r}: a name or uid, optionally ':group'")
+    if not isinstance(app.allow_root, bool):
+        raise ValueError("allow_root must be true or false")
     if isinstance(app.health_interval, bool) or not isinstance(app.health_interval, int) \
             or not 1 <= app.health_interval <= 300:
         raise ValueError("health_interval must be 1-300 seconds")
@@ -205,14 +242,24 @@ def _healthcheck(app: ApplicationSpec) -> dict | None:
     return healthcheck_options(app.port, app.health_path, app.hostname, app.health_interval)
 
 
-def application_container_spec(app: ApplicationSpec) -> ContainerSpec:
-    """The application's container: no published port, writes only to tmpfs and its volume."""
+def application_container_spec(app: ApplicationSpec,
+                               confinement: Confinement | None = None) -> ContainerSpec:
+    """The application's container: no published port, writes only to tmpfs and its volume.
+
+    ``confinement`` (from :func:`image_confinement`, as ensure_application does) sets the
+    user and the tmpfs standing in for the image's VOLUMEs; without it, ``app.user``.
+    """
     labels = _labels(app)
     check = _healthcheck(app)
     if check is not None:  # part of the spec hash, so a changed probe recreates the container
         canonical = json.dumps(check, sort_keys=True).encode("utf-8")
         labels[LABEL_HEALTHCHECK] = hashlib.sha256(canonical).hexdigest()[:16]
     mounts = {volume_name(app): (app.volume_path, "rw")} if app.volume_path else {}
+    tmpfs, user = dict(TMPFS), app.user
+    if confinement is not None:
+        user = confinement.user
+        tmpfs.update({path: declared_volume_tmpfs(confinement.owner)
+                      for path in confinement.image_volumes})
     return ContainerSpec(
         name=container_name(app),
         image=app.image,
@@ -221,9 +268,57 @@ def application_container_spec(app: ApplicationSpec) -> ContainerSpec:
         labels=labels,
         environment=dict(app.environment),
         volumes=mounts,
-        tmpfs=dict(TMPFS),
-        user=app.user,
+        tmpfs=tmpfs,
+        user=user,
     )
+
+
+def declared_volume_tmpfs(owner: tuple[int, int] | None) -> str:
+    """tmpfs options for a VOLUME of the image: bounded, owned by the user the app runs as."""
+    if owner is None:
+        return DECLARED_VOLUME_TMPFS
+    return f"{DECLARED_VOLUME_TMPFS},uid={owner[0]},gid={owner[1]}"
+
+
+def declared_volumes(volumes: Iterable[str] | None, volume_path: str | None) -> tuple[str, ...]:
+    """The image's VOLUME paths (Config.Volumes) that need a tmpfs: not volume_path, not /tmp.
+
+    Docker skips the anonymous volume of a path something else is mounted on, compared after
+    cleaning the path: the tmpfs is keyed by the cleaned path.
+    """
+    paths = set()
+    for raw in volumes or ():
+        if not isinstance(raw, str) or not raw.startswith("/") or "\x00" in raw:
+            raise ValueError(f"the image declares VOLUME {raw!r}: not an absolute path")
+        path = "/" + posixpath.normpath(raw).lstrip("/")
+        if path == "/":
+            raise ValueError("the image declares VOLUME /: it would hide the whole image")
+        if path != volume_path and path not in TMPFS:
+            paths.add(path)
+    return tuple(sorted(paths))
+
+
+def image_confinement(client: docker.DockerClient, app: ApplicationSpec) -> Confinement:
+    """The user the container runs as and the tmpfs for its image's VOLUMEs.
+
+    A non-root user (``app.user``, else the image's USER) is kept; root (unset, ``root``,
+    uid 0, a name /etc/passwd maps to uid 0) becomes APP_UID:APP_GID unless allow_root.
+    """
+    config = client.images.get(app.image).attrs.get("Config") or {}
+    configured = app.user or config.get("User") or ""
+    owner = _resolve_user(client, app, configured)
+    if owner is not None and owner[0] != 0:
+        user = configured
+    elif app.allow_root:
+        user = configured or None
+        log.info("event=application.root_allowed service=%s image=%s", app.service_id,
+                 app.image)
+    else:
+        user, owner = f"{APP_UID}:{APP_GID}", (APP_UID, APP_GID)
+        log.info("event=application.unprivileged service=%s image=%s image_user=%r user=%s",
+                 app.service_id, app.image, configured, user)
+    return Confinement(user=user, owner=owner,
+                       image_volumes=declared_volumes(config.get("Volumes"), app.volume_path))
 
 
 def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy: ProxySpec,
@@ -235,18 +330,22 @@ def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy:
     except docker.errors.ImageNotFound:
         raise ValueError(f"image {app.image} is not present on this host "
                          "(build or load it first)") from None
-    spec = application_container_spec(app)
-    log.info("event=application.ensure service=%s host=%s image=%s",
-             app.service_id, app.hostname, app.image)
+    confinement = image_confinement(client, app)  # before anything is created: it may refuse
+    spec = application_container_spec(app, confinement)
+    log.info("event=application.ensure service=%s host=%s image=%s user=%s",
+             app.service_id, app.hostname, app.image, spec.user)
     runtime.ensure_institution_network(client, app.prefix, app.institution_id, app.institution,
                                        app.extra_labels)
     if app.volume_path:
-        _ensure_data_volume(client, app)
+        _ensure_data_volume(client, app, confinement.owner)
     previous = _running_container_id(client, spec.name)
     with ThreadPoolExecutor(max_workers=1) as pool:
         staged = pool.submit(proxy_mod.stage_route, client, proxy, route_id(app), app.hostname,
                              spec.name, spec.network, app.port)
-        container = _ensure_container(client, spec, _healthcheck(app))
+        before_start = None  # a plain volume was seeded by Docker at create: give it over
+        if app.volume_path and not app.disk_bytes and confinement.owner is not None:
+            before_start = partial(_own_plain_volume, client, app, confinement.owner)
+        container = _ensure_container(client, spec, _healthcheck(app), before_start)
         to_reload = staged.result()
     if to_reload is not None or previous != container.id:
         proxy_mod.reload_proxy(client, app.prefix)
@@ -280,56 +379,148 @@ def remove_application(client: docker.DockerClient, app: ApplicationSpec,
     log.info("event=application.remove service=%s", app.service_id)
 
 
-def _ensure_data_volume(client: docker.DockerClient, app: ApplicationSpec) -> None:
+def _ensure_data_volume(client: docker.DockerClient, app: ApplicationSpec,
+                        owner: tuple[int, int] | None) -> None:
     """Plain volume, or a loop-mounted one with a hard size owned by the application's user."""
     if app.disk_bytes > 0:
         volumes.ensure_quota_volume(client, volume_name(app), app.disk_bytes, _labels(app),
-                                    Path(app.volumes_root), owner=_volume_owner(client, app))
+                                    Path(app.volumes_root), owner=owner)
     else:
-        # Docker copies the image's directory (and its ownership) into a new empty volume.
+        # Docker copies the image's directory (and its ownership) into a new empty volume
+        # when a container using it is created: _own_plain_volume runs after that.
         runtime.ensure_volume(client, volume_name(app), _labels(app))
 
 
+def _own_plain_volume(client: docker.DockerClient, app: ApplicationSpec,
+                      owner: tuple[int, int]) -> None:
+    """Give a plain volume's root directory to the user the application runs as.
+
+    Like the chown of a quota volume's root: the daemon extracts one directory entry
+    (uid, gid, 0755) onto the volume, mounted in a created, never started, container.
+    """
+    mount = "/comgov-volume"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(mount.lstrip("/"))
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+        info.uid, info.gid = owner
+        tar.addfile(info)
+    name = f"{container_name(app)}-chown-{secrets.token_hex(3)}"
+    helper = client.containers.create(app.image, command=["true"], name=name,
+                                      labels=_labels(app, "inspect"), network_mode="none",
+                                      volumes={volume_name(app): {"bind": mount, "mode": "rw"}})
+    try:
+        if not helper.put_archive("/", buf.getvalue()):
+            raise RuntimeError(f"could not give volume {volume_name(app)} to uid {owner[0]}")
+    finally:
+        helper.remove(force=True)
+
+
 def _volume_owner(client: docker.DockerClient, app: ApplicationSpec) -> tuple[int, int] | None:
-    """(uid, gid) the container runs as, resolved like Docker does; None for root."""
-    user = app.user or client.images.get(app.image).attrs.get("Config", {}).get("User") or ""
+    """(uid, gid) of the configured user (``user``, else the image's USER); None for root.
+
+    The user as the image declares it, before the rule against root (image_confinement).
+    """
+    user = app.user or (client.images.get(app.image).attrs.get("Config") or {}).get("User")
+    return _resolve_user(client, app, user or "")
+
+
+def _resolve_user(client: docker.DockerClient, app: ApplicationSpec,
+                  user: str) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` in the image, resolved like Docker does; None for root by name."""
     name, _, group = user.partition(":")
     if name in ("", "root", "0") and not group:
         return None
     if name.isdigit() and group.isdigit():
         return int(name), int(group)
-    passwd = [line.split(":") for line in _image_file(client, app, "/etc/passwd").splitlines()
-              if line.count(":") >= 6]
-    entry = next((e for e in passwd if e[0] == name or (name.isdigit() and e[2] == name)), None)
-    if entry is None and not name.isdigit():
-        raise ValueError(f"user {name!r} does not exist in image {app.image}")
-    uid = int(name) if name.isdigit() else int(entry[2])
-    if not group:
-        return uid, int(entry[3]) if entry is not None else 0  # as Docker: no entry, gid 0
-    if group.isdigit():
-        return uid, int(group)
-    groups = [line.split(":") for line in _image_file(client, app, "/etc/group").splitlines()]
-    gid = next((g[2] for g in groups if len(g) >= 3 and g[0] == group), None)
-    if gid is None:
-        raise ValueError(f"group {group!r} does not exist in image {app.image}")
-    return uid, int(gid)
+    with _image_reader(client, app) as read:
+        passwd = [line.split(":") for line in read("/etc/passwd").splitlines()
+                  if line.count(":") >= 6]
+        entry = next((e for e in passwd if e[0] == name or (name.isdigit() and e[2] == name)),
+                     None)
+        if entry is None and not name.isdigit():
+            raise ValueError(f"user {name!r} does not exist in image {app.image}")
+        try:
+            uid = int(name) if name.isdigit() else int(entry[2])
+            if not group:
+                return uid, int(entry[3]) if entry is not None else 0  # as Docker: no entry, gid 0
+        except ValueError:
+            raise ValueError(f"user {name!r} has no numeric uid and gid in the /etc/passwd "
+                             f"of image {app.image}") from None
+        if group.isdigit():
+            return uid, int(group)
+        groups = [line.split(":") for line in read("/etc/group").splitlines()]
+        gid = next((g[2] for g in groups if len(g) >= 3 and g[0] == group), None)
+        if gid is None or not gid.isdigit():
+            raise ValueError(f"group {group!r} does not exist in image {app.image}")
+        return uid, int(gid)
 
 
-def _image_file(client: docker.DockerClient, app: ApplicationSpec, path: str) -> str:
-    """A small text file of the image, read from a created (never started) container."""
+@contextmanager
+def _image_reader(client: docker.DockerClient,
+                  app: ApplicationSpec) -> Iterator[Callable[[str], str]]:
+    """read(path) -> text of a file of the image, from one created (never started) container."""
     name = f"{container_name(app)}-inspect-{secrets.token_hex(3)}"
     container = client.containers.create(app.image, command=["true"], name=name,
                                          labels=_labels(app, "inspect"), network_mode="none")
     try:
-        stream, _ = container.get_archive(path)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = tar.next()
-            data = tar.extractfile(member) if member is not None and member.isfile() else None
-            return data.read(1 << 20).decode("utf-8", "replace") if data else ""
-    except docker.errors.NotFound:
-        return ""
+        yield lambda path: read_image_file(container, path, app.image)
     finally:
         container.remove(force=True)
+
+
+def read_image_file(container: Container, path: str, image: str,
+                    limit: int = MAX_IMAGE_FILE_BYTES) -> str:
+    """A text file of a (created) container's image, "" if missing; never more than ``limit``.
+
+    Symbolic links are followed (Docker resolves them inside the image); a directory or a
+    special file, or a file over ``limit`` bytes, is refused before its content is read.
+    """
+    for _ in range(_MAX_LINKS + 1):
+        try:
+            stream, stat = container.get_archive(path, chunk_size=_ARCHIVE_CHUNK)
+        except docker.errors.NotFound:
+            return ""
+        stat = stat or {}
+        if stat.get("linkTarget"):
+            stream.close()
+            path = stat["linkTarget"]
+            continue
+        what = f"{path} in image {image}"
+        if int(stat.get("mode") or 0) & _GO_MODE_TYPE:
+            stream.close()
+            raise ValueError(f"{what} is not a regular file")
+        size = int(stat.get("size") or 0)
+        if size > limit:
+            stream.close()
+            raise ValueError(f"{what} is {size} bytes: the platform reads at most {limit} "
+                             "bytes of a file in an image")
+        data = read_bounded(stream, limit + _TAR_SLACK, what)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            if member is None or not member.isfile():
+                raise ValueError(f"{what} is not a regular file")
+            if member.size > limit:
+                raise ValueError(f"{what} is {member.size} bytes: the platform reads at most "
+                                 f"{limit} bytes of a file in an image")
+            return tar.extractfile(member).read().decode("utf-8", "replace")
+    raise ValueError(f"{path} in image {image}: more than {_MAX_LINKS} symbolic links")
+
+
+def read_bounded(chunks: Iterable[bytes], limit: int, what: str) -> bytes:
+    """Join a stream of chunks, stopping (and closing it) as soon as it passes ``limit``."""
+    buf = bytearray()
+    try:
+        for chunk in chunks:
+            buf += chunk
+            if len(buf) > limit:
+                raise ValueError(f"{what} is larger than {limit} bytes: the platform stopped "
+                                 "reading it")
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return bytes(buf)
 
 
 def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
@@ -341,8 +532,12 @@ def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
 
 
 def _ensure_container(client: docker.DockerClient, spec: ContainerSpec,
-                      healthcheck: dict | None) -> Container:
-    """runtime.ensure_container plus a HEALTHCHECK (ContainerSpec has no field for one)."""
+                      healthcheck: dict | None,
+                      before_start: Callable[[], None] | None = None) -> Container:
+    """runtime.ensure_container plus a HEALTHCHECK (ContainerSpec has no field for one).
+
+    ``before_start`` runs when the container is created or stopped, before it starts.
+    """
     options = runtime.hardened_options(spec)
     if healthcheck is not None:
         options["healthcheck"] = healthcheck
@@ -371,6 +566,8 @@ def _ensure_container(client: docker.DockerClient, spec: ContainerSpec,
             if container.labels.get(runtime.LABEL_SPEC_HASH) != wanted:
                 raise
     if container.status != "running":
+        if before_start is not None:
+            before_start()
         container.start()
         container.reload()
         log.info("event=container.start container=%s", spec.name)

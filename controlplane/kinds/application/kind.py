@@ -140,6 +140,7 @@ class Application(Kind):
     def spec(self, svc: Service) -> application.ApplicationSpec:
         params = svc.params or {}
         size = self.size(svc.size)
+        catalogue = current_app.extensions["policies"].catalogue["application"]
         return application.ApplicationSpec(
             service_id=svc.id, institution_id=svc.institution_id,
             institution=svc.institution.acronym, hostname=svc.hostname, image=params["image"],
@@ -148,6 +149,7 @@ class Application(Kind):
             volume_path=params.get("volume_path"),
             disk_bytes=size.disk_bytes if params.get("volume_path") and infra.volumes_root()
             else 0, volumes_root=infra.volumes_root(),
+            allow_root=params["image"] in catalogue.run_as_root_images,
             health_interval=int(current_app.config.get("APP_HEALTH_INTERVAL", 10)),
             **infra.common())
 

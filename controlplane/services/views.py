@@ -29,7 +29,7 @@ from controlplane.kinds.registry import site_url
 from controlplane.requests.lifecycle import submit_resize
 from controlplane.services import content
 from controlplane.services.actions import allowed_actions, request_service_action
-from controlplane.services.archives import ArchiveError, clean_archive
+from controlplane.services.archives import ArchiveError, receive_archive
 from controlplane.services.forms import UploadForm
 from controlplane.worker import queue
 
@@ -123,7 +123,7 @@ def resize(service_id: int):
 @bp.route("/services/<int:service_id>/content", methods=["POST"])
 @role_required("focal_point", "operator")
 def upload_content(service_id: int):
-    """Receive a site archive, check it, and let a worker put it in place."""
+    """Receive a site archive, take a quick look, and let a worker check it and put it in place."""
     svc = scoped_get(Service, service_id)
     form = UploadForm()
     if svc.status not in ("running", "stopped"):
@@ -138,25 +138,27 @@ def upload_content(service_id: int):
         return redirect(url_for("services.service_detail", service_id=svc.id))
     size = current_app.extensions["policies"].size(svc.kind, svc.size)
     storage = form.archive.data
+    # Streamed to a file, then only a quick look: the deploy job checks every member.
+    received = content.incoming_path(svc.id)
+    received.parent.mkdir(parents=True, exist_ok=True)
     try:
-        clean = clean_archive(storage.stream, max_bytes=int(current_app.config["UPLOAD_MAX_BYTES"]),
-                              max_unpacked=size.disk_bytes)
+        archive_bytes = receive_archive(
+            storage.stream, received, max_bytes=int(current_app.config["UPLOAD_MAX_BYTES"]),
+            max_unpacked=size.disk_bytes)
     except ArchiveError as exc:
         flash(_("Upload refused: %(error)s", error=exc.message), "error")
         return redirect(url_for("services.service_detail", service_id=svc.id))
     filename = os.path.basename(storage.filename or "archive")[:200]
+    # files and size_bytes are counted by the deploy job, which reads every member
     upload = ContentUpload(service_id=svc.id, author_id=current_user.id, filename=filename,
-                           size_bytes=clean.total_bytes, files=clean.files)
+                           size_bytes=0, files=0)
     db.session.add(upload)
     db.session.flush()
     path: Path = content.upload_path(upload)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(clean.data)
-    tmp.replace(path)
+    received.replace(path)
     audit.record("service.content_uploaded", svc, actor=current_user,
-                 after={"upload": upload.id, "filename": filename, "files": clean.files,
-                        "bytes": clean.total_bytes})
+                 after={"upload": upload.id, "filename": filename,
+                        "archive_bytes": archive_bytes})
     db.session.commit()
     try:
         content.enqueue_deploy(upload.id)
@@ -166,6 +168,5 @@ def upload_content(service_id: int):
         path.unlink(missing_ok=True)
         flash(_("The job queue is unavailable; try again in a few minutes."), "error")
     else:
-        flash(_("Archive accepted (%(files)s files); it is being published.", files=clean.files),
-              "success")
+        flash(_("Archive received; it is being checked, then published."), "success")
     return redirect(url_for("services.service_detail", service_id=svc.id))

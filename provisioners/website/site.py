@@ -5,15 +5,17 @@ the site container, replaced wholesale by :func:`deploy_content` and writable ov
 (provisioners/sftp.py): its files belong to ``CONTENT_UID``, the SFTP login. Usage::
 
     ensure_website(client, site, proxy)       # placeholder page until content arrives
-    deploy_content(client, site, tar_bytes)   # validated archive of files and dirs
+    deploy_content(client, site, tar)         # validated archive (bytes or a path)
     remove_website(client, site, proxy)
 """
 from __future__ import annotations
 
 import io
 import logging
+import os
 import secrets
 import tarfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,7 @@ ADOPT_SCRIPT = f"chown -R {CONTENT_UID}:{CONTENT_GID} /data"
 # Root without DAC_OVERRIDE cannot delete the SFTP login's files; CHOWN hands them back.
 HELPER_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE")
 HELPER_TIMEOUT = 300
+CHUNK = 1024 * 1024  # a deployed archive is streamed into the helper this much at a time
 
 
 @dataclass(frozen=True)
@@ -185,15 +188,23 @@ def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
 def deploy_content(
     client: docker.DockerClient,
     site: WebsiteSpec,
-    tar_bytes: bytes,
+    archive: bytes | str | os.PathLike,
     *,
     helper_image: str = HELPER_IMAGE,
     timeout: int = HELPER_TIMEOUT,
 ) -> None:
-    """Replace the site's files with the archive's, through a short-lived hardened helper."""
-    archive = normalise_archive(tar_bytes)
-    log.info("event=website.deploy service=%s bytes=%d", site.service_id, len(archive))
-    _run_helper(client, site, "content deployment", HELPER_SCRIPT, archive,
+    """Replace the site's files with the archive's, through a short-lived hardened helper.
+
+    `archive`: a tar (optionally compressed) as bytes, or the path of one, which is
+    normalised as it is streamed into the helper and never read whole."""
+    if isinstance(archive, (bytes, bytearray)):
+        body: bytes | Iterator[bytes] = normalise_archive(bytes(archive))
+        size = len(body)
+    else:
+        body = _normalised_chunks_of(Path(archive))
+        size = Path(archive).stat().st_size
+    log.info("event=website.deploy service=%s bytes=%d", site.service_id, size)
+    _run_helper(client, site, "content deployment", HELPER_SCRIPT, body,
                 helper_image=helper_image, timeout=timeout)
     log.info("event=website.deployed service=%s", site.service_id)
 
@@ -212,8 +223,10 @@ def adopt_content(
 
 
 def _run_helper(client: docker.DockerClient, site: WebsiteSpec, what: str, script: str,
-                archive: bytes | None, *, helper_image: str, timeout: int) -> None:
-    """Run a fixed script as root on the content volume (and /incoming, when given)."""
+                archive: bytes | Iterator[bytes] | None, *, helper_image: str,
+                timeout: int) -> None:
+    """Run a fixed script as root on the content volume (and /incoming, when given: a tar as
+    bytes or as chunks, which the Docker API streams into the helper)."""
     _ensure_data_volume(client, site)
     token = secrets.token_hex(4)
     name = f"{container_name(site)}-deploy-{token}"
@@ -253,26 +266,54 @@ def _run_helper(client: docker.DockerClient, site: WebsiteSpec, what: str, scrip
 
 def normalise_archive(tar_bytes: bytes) -> bytes:
     """Re-pack as 0644 files / 0755 dirs so nginx (uid 33) reads all; the helper sets the owner."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as src, \
-            tarfile.open(fileobj=out, mode="w") as dst:
-        for member in src:
-            path = member.name
-            parts = [p for p in path.split("/") if p not in ("", ".")]
-            if path.startswith("/") or ".." in parts:
-                raise ValueError(f"unsafe path in archive: {path!r}")
-            if not (member.isfile() or member.isdir()):
-                raise ValueError(f"archive member is not a file or directory: {path!r}")
-            if not parts:
-                continue
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as src:
+        return b"".join(_normalised_chunks(src))
+
+
+def _normalised_chunks_of(path: Path) -> Iterator[bytes]:
+    """`normalise_archive` of the tar at `path`, as chunks of at most about `CHUNK` bytes."""
+    with tarfile.open(path, mode="r:*") as src:
+        yield from _normalised_chunks(src)
+
+
+def _normalised_chunks(src: tarfile.TarFile) -> Iterator[bytes]:
+    """The normalised tar of `src`, member by member, holding about one `CHUNK` at a time."""
+    pending = bytearray()
+    member = src.next()
+    while member is not None:
+        src.members.clear()  # read once, in order: keep memory flat on big archives
+        path = member.name
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if path.startswith("/") or ".." in parts:
+            raise ValueError(f"unsafe path in archive: {path!r}")
+        if not (member.isfile() or member.isdir()):
+            raise ValueError(f"archive member is not a file or directory: {path!r}")
+        if parts:
             info = tarfile.TarInfo("/".join(parts))
             info.mtime = member.mtime
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
             if member.isdir():
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
-                dst.addfile(info)
+                pending += info.tobuf(tarfile.PAX_FORMAT)
             else:
                 info.size, info.mode = member.size, 0o644
-                dst.addfile(info, src.extractfile(member))
-    return out.getvalue()
+                pending += info.tobuf(tarfile.PAX_FORMAT)
+                data = src.extractfile(member)
+                left = member.size
+                while left:
+                    if len(pending) >= CHUNK:
+                        yield bytes(pending)
+                        pending.clear()
+                    chunk = data.read(min(CHUNK, left))
+                    if not chunk:
+                        raise ValueError(f"archive member is truncated: {path!r}")
+                    pending += chunk
+                    left -= len(chunk)
+                pending += tarfile.NUL * (-member.size % tarfile.BLOCKSIZE)
+            if len(pending) >= CHUNK:
+                yield bytes(pending)
+                pending.clear()
+        member = src.next()
+    pending += tarfile.NUL * (2 * tarfile.BLOCKSIZE)  # end of archive
+    yield bytes(pending)

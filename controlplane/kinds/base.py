@@ -101,7 +101,8 @@ class Deployable(ABC):
     """People upload content (an archive) that replaces the service's files."""
 
     @abstractmethod
-    def deploy(self, svc: Service, tar_bytes: bytes) -> None: ...
+    def deploy(self, svc: Service, clean_tar: Path) -> None:
+        """Replace the service's files with a checked, clean tar (streamed, never held whole)."""
 
 
 class WithCredentials(ABC):

@@ -40,7 +40,8 @@ class Website(Kind, BackedUp, Deployable):
         disk = {"disk_bytes": size.disk_bytes, "volumes_root": root} if root else {}
         return site.WebsiteSpec(service_id=svc.id, institution_id=svc.institution_id,
                                 institution=svc.institution.acronym, hostname=svc.hostname,
-                                limits=infra.limits(size), image=current_app.config["SITE_IMAGE"],
+                                limits=infra.limits(size),
+                                image=infra.image_ref(current_app.config["SITE_IMAGE"]),
                                 **infra.common(), **disk)
 
     def provision(self, svc):
@@ -72,7 +73,8 @@ class Website(Kind, BackedUp, Deployable):
             return
         port = allocate_port(svc, "sftp_port", (self.name,), cfg["SFTP_PORT_RANGE"],
                              cfg["SFTP_PUBLISH_IP"], "SFTP")
-        sftp_spec = sftp.SftpSpec(site=spec or self.spec(svc), image=cfg["SFTP_IMAGE"],
+        sftp_spec = sftp.SftpSpec(site=spec or self.spec(svc),
+                                  image=infra.image_ref(cfg["SFTP_IMAGE"]),
                                   publish_ip=cfg["SFTP_PUBLISH_IP"], host_port=port)
         sftp.ensure_sftp(infra.docker_client(), sftp_spec, self._account_password(svc))
 
@@ -95,8 +97,8 @@ class Website(Kind, BackedUp, Deployable):
             db.session.commit()
         return password
 
-    def deploy(self, svc, tar_bytes: bytes) -> None:
-        site.deploy_content(infra.docker_client(), self.spec(svc), tar_bytes)
+    def deploy(self, svc, clean_tar):
+        site.deploy_content(infra.docker_client(), self.spec(svc), clean_tar)
 
     def url(self, svc):
         return infra.public_url(svc.hostname)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -59,13 +61,26 @@ def _mirror(identity: directory.Identity) -> Account | None:
     return account
 
 
+def _login_name() -> str:
+    """The name as the directory matches it: " Alice ", "alice" and "ａｌｉｃｅ" count as one."""
+    return unicodedata.normalize("NFKC", request.form.get("username") or "").strip().casefold()
+
+
 def _login_key() -> str:
-    return f"{request.remote_addr}:{(request.form.get('username') or '').lower()[:64]}"
+    """Attempts per (address, account)."""
+    return f"{request.remote_addr}:{_login_name()[:64]}"
+
+
+def _address_key() -> str:
+    """Attempts per address, whatever account they try."""
+    return request.remote_addr or "-"
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"],
                key_func=_login_key)
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN_ADDRESS"], methods=["POST"],
+               key_func=_address_key)
 def login():
     """Sign in with the directory account."""
     if current_user.is_authenticated:
@@ -102,10 +117,15 @@ def login():
 
 
 def _safe_next() -> str | None:
+    """A path on this site, or None: browsers drop tabs and newlines and read a backslash as a
+    slash, so "/%09/evil.com" would leave the site; any such character refuses the target."""
     target = request.args.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    if any(ord(c) < 0x21 or c in "\\\x7f" for c in target):
+        return None
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 @bp.route("/logout", methods=["POST"])

@@ -36,7 +36,8 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None
     RATELIMIT_STORAGE_URI = "memory://"
-    RATELIMIT_LOGIN = "10 per minute"
+    RATELIMIT_LOGIN = "10 per minute"  # per (address, account)
+    RATELIMIT_LOGIN_ADDRESS = "60 per minute"  # per address, whatever the account
     RATELIMIT_HEADERS_ENABLED = False
 
     # Languages

@@ -1,10 +1,11 @@
 """Sign-in against the real slapd: roles from groups, clear refusals, rate limit, CSRF."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from controlplane.core.models import Account, AuditEvent
-from tests.conftest import PASSWORD, AuthActions
+from tests.conftest import PASSWORD, AuthActions, csrf_token
 
 
 def test_login_page_in_french_by_default(client):
@@ -71,6 +72,48 @@ def test_login_rate_limited(app_config, tmp_path, monkeypatch):
     assert codes == [401, 401, 401, 429]
     page = auth.login("fp.obr").get_data(as_text=True)
     assert "Trop de tentatives" in page
+
+
+def test_one_account_is_one_throttle_whatever_its_spelling(app_config, tmp_path, monkeypatch):
+    """" fp.obr ", "FP.OBR" and "fp.obr" count against the same attempts."""
+    from controlplane.app import create_app
+
+    monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "rl"))
+    app = create_app(dict(app_config, RATELIMIT_LOGIN="3 per minute"))
+    auth = AuthActions(app.test_client())
+    codes = [auth.login(name, "bad").status_code
+             for name in ("fp.obr", " fp.obr ", "FP.OBR", "\tfp.obr")]
+    assert codes == [401, 401, 401, 429]
+
+
+def test_one_address_is_throttled_across_accounts(app_config, tmp_path, monkeypatch):
+    from controlplane.app import create_app
+
+    monkeypatch.setenv("CONTROLPLANE_INSTANCE", str(tmp_path / "rl"))
+    app = create_app(dict(app_config, RATELIMIT_LOGIN_ADDRESS="3 per minute"))
+    auth = AuthActions(app.test_client())
+    codes = [auth.login(name, "bad").status_code for name in ("a.one", "b.two", "c.three",
+                                                               "d.four")]
+    assert codes == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize("target", ["/%09/evil.com", "//evil.com", "/\\evil.com",
+                                    "https://evil.com/", "/%0a/evil.com", "%2F%2Fevil.com",
+                                    "/ /evil.com"])
+def test_sign_in_never_redirects_off_the_site(client, target):
+    token = csrf_token(client, "/login")
+    response = client.post(f"/login?next={target}", data={
+        "username": "fp.sante", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert "evil" not in location and location.startswith("/")
+
+
+def test_sign_in_follows_a_path_on_the_site(client):
+    token = csrf_token(client, "/login")
+    response = client.post("/login?next=/portal/mail/", data={
+        "username": "fp.sante", "password": PASSWORD, "csrf_token": token})
+    assert response.headers["Location"] == "/portal/mail/"
 
 
 def test_post_without_csrf_token_is_refused(client):

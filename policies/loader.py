@@ -14,6 +14,8 @@ from policies.schema import Checker, read_yaml
 POLICIES_DIR = Path(__file__).resolve().parent
 PLAN_NAME = r"[a-z][a-z0-9_-]{1,31}"
 _QUOTA_FIELDS = ("cpu", "memory_mib", "disk_mib", "services", "mailboxes", "mail_storage_mib")
+REGISTRY_FIELD = "registry_mib"  # a plan's image registry quota (not a Resources field)
+MAX_REGISTRY_MIB = 16 * 1024 * 1024  # 16 TiB
 
 
 def _number(value: Any, where: str, *, minimum: float, maximum: float, integer: bool) -> float:
@@ -112,6 +114,17 @@ def parse_quota(chk: Checker, path: str, raw: dict) -> Resources:
     )
 
 
+def _registry_quota(chk: Checker, path: str, spec: Any) -> int:
+    """A plan's `registry_mib`: required, a whole number of MiB (0: no image may be stored)."""
+    if not isinstance(spec, dict):
+        raise chk.fail(path, "expected a mapping with title, "
+                       f"{', '.join(_QUOTA_FIELDS)}, {REGISTRY_FIELD}", spec)
+    if REGISTRY_FIELD not in spec:
+        raise chk.fail(f"{path}.{REGISTRY_FIELD}", "missing (the image registry quota in MiB, "
+                       "0 included)")
+    return chk.whole(f"{path}.{REGISTRY_FIELD}", spec[REGISTRY_FIELD], maximum=MAX_REGISTRY_MIB)
+
+
 def parse_plans(raw: Any, filename: str = "plans.yaml"
                 ) -> tuple[dict[str, Plan], dict[str, int], ExceptionRules]:
     """plans.yaml: one quota plan per institution category, alert thresholds, exception bounds."""
@@ -125,10 +138,13 @@ def parse_plans(raw: Any, filename: str = "plans.yaml"
         path = f"plans.{name}"
         if not isinstance(name, str) or not re.fullmatch(PLAN_NAME, name):
             raise chk.fail(path, "plan names are 2-32 lower-case letters, digits, - or _")
-        spec = chk.mapping(path, spec, required=("title", *_QUOTA_FIELDS))
+        registry_mib = _registry_quota(chk, path, spec)
+        spec = chk.mapping(path, {k: v for k, v in spec.items() if k != REGISTRY_FIELD},
+                           required=("title", *_QUOTA_FIELDS))
         title = chk.mapping(f"{path}.title", spec["title"], required=LOCALES, what="language")
         titles = {lang: chk.text(f"{path}.title.{lang}", title[lang]) for lang in LOCALES}
-        plans[name] = Plan(name=name, title=titles, quota=parse_quota(chk, path, spec))
+        plans[name] = Plan(name=name, title=titles, quota=parse_quota(chk, path, spec),
+                           registry_mib=registry_mib)
     thresholds = chk.mapping("warning_threshold", doc["warning_threshold"] or {},
                              optional=RESOURCES, what="resource")
     warning = {res: chk.whole(f"warning_threshold.{res}", value, minimum=1, maximum=100)

@@ -54,6 +54,13 @@ class Plan:
     name: str
     title: Mapping[str, str]  # locale -> display name ("ministère" / "ministry")
     quota: Resources
+    # The institution's namespace in the image registry (`<acronym>/…`): total size of its
+    # images, in MiB (plans.yaml `registry_mib`; not part of `quota`, which counts services).
+    registry_mib: int = 0
+
+    @property
+    def registry_bytes(self) -> int:
+        return self.registry_mib * 1024 * 1024
 
     def display(self, locale: str = "fr") -> str:
         return self.title.get(_lang(locale)) or self.name

@@ -106,3 +106,16 @@ def grant(principal: Principal, scopes: Iterable[Scope]) -> list[dict]:
                 actions.append(action)
     return [{"type": "repository", "name": name, "actions": actions}
             for name, actions in merged.items() if actions]
+
+
+def pushed_namespaces(access: Iterable[dict]) -> list[str]:
+    """The institutions' namespaces a token's `access` lets push into (the platform's aside):
+    those whose registry quota the token endpoint checks."""
+    found: list[str] = []
+    for entry in access:
+        if entry.get("type") != "repository" or PUSH not in (entry.get("actions") or ()):
+            continue
+        namespace = str(entry.get("name") or "").split("/", 1)[0]
+        if namespace and namespace != PLATFORM_NAMESPACE and namespace not in found:
+            found.append(namespace)
+    return found

@@ -2,22 +2,29 @@
 account or the platform's own account), what they get (`access.grant`), the signed JWT.
 
 Also a registry API client for the control plane itself, whose calls carry tokens minted for
-exactly the scope each call needs.
+exactly the scope each call needs, and the registry quota of an institution's namespace (its
+plan's `registry_mib` against what the registry holds there), checked before a push token.
 """
 from __future__ import annotations
 
 import hmac
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy import func, select
 
+from controlplane.core.extensions import db
 from controlplane.core.infra import directory_config
+from controlplane.core.models import Institution
+from controlplane.quotas import allocation
 from controlplane.registry import robots
-from controlplane.registry.access import Principal
+from controlplane.registry.access import Principal, namespace_of
 from provisioners.directory import tree as directory
-from provisioners.registry import signing
-from provisioners.registry.api import RegistryClient
+from provisioners.registry import signing, skopeo
+from provisioners.registry.api import RegistryClient, RegistryError
 
 log = logging.getLogger(__name__)
 CONTROL_PLANE_SUBJECT = "controlplane"
@@ -107,3 +114,78 @@ def registry_url() -> str:
 def api_client() -> RegistryClient:
     """The registry's API as the control plane uses it (close it after use)."""
     return RegistryClient(registry_url(), internal_token)
+
+
+# --------------------------------------------------------------------------- registry quota
+
+@dataclass(frozen=True)
+class NamespaceUse:
+    namespace: str
+    institution: Institution | None  # None: no institution has this namespace (comgov, …)
+    used: int  # bytes the registry holds there (blobs and manifests counted once)
+    quota: int | None  # bytes the institution's plan allows (None: no institution)
+
+    @property
+    def full(self) -> bool:
+        return self.quota is not None and self.used >= self.quota
+
+
+def namespace_institution(namespace: str) -> Institution | None:
+    """The institution whose namespace this is (its acronym in lowercase)."""
+    if not namespace or namespace_of(namespace) is None:
+        return None
+    return db.session.scalar(select(Institution)
+                             .where(func.lower(Institution.acronym) == namespace.lower()))
+
+
+def registry_quota(institution: Institution) -> int:
+    """Bytes the institution may store in the registry (its plan's `registry_mib`)."""
+    return allocation.plan(institution.plan_name).registry_bytes
+
+
+def _usage_cache() -> dict[str, tuple[float, int]]:
+    return current_app.extensions.setdefault("registry_usage", {})
+
+
+def remember_usage(namespace: str, used: int) -> None:
+    _usage_cache()[namespace] = (time.monotonic(), used)
+
+
+def forget_usage(namespace: str) -> None:
+    _usage_cache().pop(namespace, None)
+
+
+def registry_usage(namespace: str, *, fresh: bool = False) -> int:
+    """Bytes stored under `namespace/`, read from the registry (reused for
+    REGISTRY_USAGE_CACHE_SECONDS unless `fresh`). RegistryError when it cannot be read."""
+    cached = _usage_cache().get(namespace)
+    ttl = float(current_app.config["REGISTRY_USAGE_CACHE_SECONDS"])
+    if cached is not None and not fresh and time.monotonic() - cached[0] < ttl:
+        return cached[1]
+    with api_client() as client:
+        used = skopeo.stored_bytes(skopeo.namespace_images(client, namespace, created=False))
+    remember_usage(namespace, used)
+    return used
+
+
+def namespace_use(namespace: str, *, fresh: bool = False) -> NamespaceUse:
+    institution = namespace_institution(namespace)
+    quota = registry_quota(institution) if institution is not None else None
+    return NamespaceUse(namespace, institution, registry_usage(namespace, fresh=fresh), quota)
+
+
+def full_namespace(namespaces: list[str]) -> NamespaceUse | None:
+    """The first of these institution namespaces that has reached its registry quota (a push
+    token is refused for it). A registry that cannot be read refuses nothing here: the push
+    would fail on the registry itself."""
+    for namespace in namespaces:
+        if namespace_institution(namespace) is None:
+            continue
+        try:
+            use = namespace_use(namespace)
+        except RegistryError as exc:
+            log.warning("event=registry.quota_unknown namespace=%s error=%s", namespace, exc)
+            continue
+        if use.full:
+            return use
+    return None

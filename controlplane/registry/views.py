@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -31,6 +32,10 @@ def _error(status: int, code: str, message: str):
     if status == 401:
         headers["WWW-Authenticate"] = BASIC_CHALLENGE
     return {"errors": [{"code": code, "message": message}]}, status, headers
+
+
+def _mib(size: int) -> str:
+    return format_decimal(round(size / 2**20, 1))
 
 
 def _token_key() -> str:
@@ -76,6 +81,15 @@ def token():
                                             "try again in a few minutes or contact the data "
                                             "centre."))
     granted = access.grant(principal, access.parse_scopes(request.args.getlist("scope")))
+    full = tokens.full_namespace(access.pushed_namespaces(granted))
+    if full is not None:
+        log.info("event=registry.token.over_quota user=%s namespace=%s used=%d quota=%d",
+                 principal.name, full.namespace, full.used, full.quota)
+        return _error(403, "DENIED", _(
+            "The registry namespace %(namespace)s/ has reached its quota (%(used)s MiB used of "
+            "%(quota)s MiB): delete images on the portal's Images page before pushing. Pulling "
+            "still works.", namespace=full.namespace, used=_mib(full.used),
+            quota=_mib(full.quota)))
     try:
         issued = tokens.issue(principal.name, granted)
     except tokens.Unavailable:

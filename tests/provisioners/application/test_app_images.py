@@ -1,20 +1,35 @@
-"""The image catalogue rule and uploaded `docker save` archives, on a real Docker Engine."""
+"""The image catalogue rule and uploaded `docker save` archives read without any engine: the
+checks, the name an import gets, the layers' unpacked size (bombs)."""
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import json
+import lzma
 import tarfile
+import tracemalloc
 from pathlib import Path
 
-import docker.errors
 import pytest
 
-from provisioners.application import image_archives as app_images
 from provisioners.application.image_archives import (
+    ArchiveRefused,
     check_image_archive,
+    destination_name,
     image_allowed,
-    load_image_archive,
+    read_image_archive,
+    split_name,
+    unpacked_size,
+)
+from tests.registry.archives import (
+    build_tiny,
+    hostile,
+    image_exists,
+    remove_image,
+    tar_layer,
+    write_archive,
+    zero_bomb,
 )
 
 REGISTRY = "registry.dc.gov.bi/"
@@ -51,6 +66,31 @@ def test_prefix_without_trailing_slash_matches_whole_components():
     assert not image_allowed("x/y:1", [""], [])
 
 
+# --- the name an import gets -----------------------------------------------------------------
+@pytest.mark.parametrize("tags, fallback, expected", [
+    (["registry.dc.gov.bi/minisante/portail:1.0"], None, ("portail", "1.0")),
+    (["comgov/base:bookworm"], None, ("base", "bookworm")),            # renamed, never comgov/
+    (["127.0.0.1:5001/obr/x:2"], "y:1", ("x", "2")),                   # the archive's name first
+    (["Evil/UPPER:1", "ok/name:v2"], None, ("name", "v2")),            # first valid one
+    (["x@sha256:" + "a" * 64], "mine:3", ("mine", "3")),                # no tag: the form's name
+    ([], "portail:1.0", ("portail", "1.0")),
+    ([], None, None),
+    ([], "portail", None),                                             # a version is needed
+    ([], "a/b:1", None),                                               # one component only
+    ([], "../x:1", None),
+    (["x:" + "t" * 129], None, None),                                  # tag too long
+])
+def test_destination_name(tags, fallback, expected):
+    assert destination_name(tags, fallback) == expected
+
+
+def test_split_name_refuses_everything_but_name_and_tag():
+    assert split_name("portail:1.0") == ("portail", "1.0")
+    for bad in ("", ":1", "portail:", "Portail:1", "por tail:1", "a:b:c", "x" * 129 + ":1",
+                "p:-1", None):
+        assert split_name(bad) is None, bad
+
+
 # --- archives --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_images(docker_client, docker_prefix):
@@ -58,26 +98,11 @@ def tiny_images(docker_client, docker_prefix):
     refs = []
     for letter in "ab":
         ref = f"{docker_prefix}-src/{letter}:1"
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for name, data in (("Dockerfile", b"FROM scratch\nCOPY hello.txt /hello.txt\n"),
-                               ("hello.txt", f"hello {letter} {docker_prefix}\n".encode())):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        buf.seek(0)
-        docker_client.images.build(fileobj=buf, custom_context=True, tag=ref, rm=True)
+        build_tiny(docker_client, ref, f"hello {letter} {docker_prefix}\n")
         refs.append(ref)
     yield refs
     for ref in refs:
-        _remove_image(docker_client, ref)
-
-
-def _remove_image(client, ref: str) -> None:
-    try:
-        client.images.remove(ref, force=True)
-    except docker.errors.ImageNotFound:
-        pass
+        remove_image(docker_client, ref)
 
 
 def save_as(client, source: str, ref: str | None, path: Path) -> Path:
@@ -92,7 +117,7 @@ def save_as(client, source: str, ref: str | None, path: Path) -> Path:
                 out.write(chunk)
     finally:
         if ref is not None:
-            client.images.remove(ref)  # untag: the archive is loaded fresh by the tests
+            client.images.remove(ref)
     return path
 
 
@@ -108,31 +133,24 @@ def rewrite_member(src: Path, dst: Path, name: str, data: bytes) -> Path:
     return dst
 
 
-def allowed_ref(prefix: str, name: str = "app") -> str:
-    return f"{REGISTRY}{prefix}/{name}:1"
-
-
-def image_exists(client, ref: str) -> bool:
-    try:
-        client.images.get(ref)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
 @pytest.mark.docker
-def test_check_reads_tags_without_loading(docker_client, docker_prefix, tiny_images, tmp_path):
-    ref = allowed_ref(docker_prefix)
+def test_check_reads_a_real_archive_without_loading(docker_client, docker_prefix, tiny_images,
+                                                    tmp_path):
+    ref = f"{REGISTRY}{docker_prefix}/app:1"
     archive = save_as(docker_client, tiny_images[0], ref, tmp_path / "app.tar")
     assert archive.stat().st_size < 64 * 1024
+    image = read_image_archive(archive, max_bytes=1 << 20)
+    assert image.tags == (ref,) and len(image.layers) == 1
+    assert image.image_id == docker_client.images.get(tiny_images[0]).id
     assert check_image_archive(archive, max_bytes=1 << 20) == [ref]
     assert not image_exists(docker_client, ref)
-    with pytest.raises(ValueError, match="limit is 1000"):
+    with pytest.raises(ArchiveRefused, match="limit is 1000") as info:
         check_image_archive(archive, max_bytes=1000)
+    assert info.value.code == "too_large"
 
+    # Saved by id: no name in the archive (the form's name is then needed), still an image.
     untagged = save_as(docker_client, tiny_images[0], None, tmp_path / "untagged.tar")
-    with pytest.raises(ValueError, match="has no tag"):
-        check_image_archive(untagged)
+    assert check_image_archive(untagged) == []
 
     gz = tmp_path / "app.tar.gz"
     gz.write_bytes(gzip.compress(archive.read_bytes()))
@@ -150,6 +168,18 @@ def test_check_reads_tags_without_loading(docker_client, docker_prefix, tiny_ima
         [{**manifest[0], "Layers": ["nowhere/layer.tar"]}]).encode())
     with pytest.raises(ValueError, match="nowhere/layer.tar is listed but missing"):
         check_image_archive(missing)
+
+    two = rewrite_member(archive, tmp_path / "two.tar", "manifest.json",
+                         json.dumps(manifest * 2).encode())
+    with pytest.raises(ArchiveRefused, match="holds 2 images") as info:
+        check_image_archive(two)
+    assert info.value.code == "several_images"
+
+    # The issue's archive: `d -> .` and a second manifest claiming comgov/base:bookworm.
+    with pytest.raises(ArchiveRefused, match="d is not a file of the archive|reached through "
+                       "the link 'd'") as info:
+        check_image_archive(hostile(archive, tmp_path / "hostile.tar"))
+    assert info.value.code == "invalid"
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
@@ -177,9 +207,20 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.T
     ([(_info("hard", tarfile.LNKTYPE, "manifest.json"), b"")], "not a file or directory"),
     ([(_info("a/layer.tar", tarfile.SYMTYPE, "../../outside"), b"")], "points outside"),
     ([(_info("manifest.json"), b"[]"), (_info("./manifest.json"), b"[]")], "appears twice"),
+    # a link to a directory, to itself, to nothing; a member reached through a link
+    ([(_info("d", tarfile.SYMTYPE, "."), b"")], "d is not a file of the archive"),
+    ([(_info("x", tarfile.DIRTYPE), b""), (_info("l", tarfile.SYMTYPE, "x"), b"")],
+     "l is not a file of the archive"),
+    ([(_info("loop", tarfile.SYMTYPE, "loop"), b"")], "loop is not a file of the archive"),
+    ([(_info("gone", tarfile.SYMTYPE, "nothing"), b"")], "gone is not a file of the archive"),
+    ([(_info("d/manifest.json"), b"[]"), (_info("d", tarfile.SYMTYPE, "."), b"")],
+     "'d/manifest.json' is reached through the link 'd'"),
+    # a symbolic link and a directory of the same name
+    ([(_info("d", tarfile.SYMTYPE, "."), b""), (_info("d", tarfile.DIRTYPE), b"")],
+     "'d' appears twice"),
 ])
 def test_non_image_archives_are_refused(tmp_path, members, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ArchiveRefused, match=message):
         check_image_archive(_tar(tmp_path / "x.tar", members))
 
 
@@ -190,68 +231,80 @@ def test_non_tar_file_is_refused(tmp_path):
         check_image_archive(junk)
 
 
-@pytest.mark.docker
-def test_load_allowed_archive(docker_client, docker_prefix, tiny_images, tmp_path):
-    ref = allowed_ref(docker_prefix, "loaded")
-    archive = save_as(docker_client, tiny_images[0], ref, tmp_path / "app.tar")
+def test_a_config_that_does_not_match_its_name_is_refused(tmp_path):
+    path, image_id = write_archive(tmp_path / "a.tar", [tar_layer({"f": b"x"})], ["a:1"])
+    config = f"{image_id.split(':')[1]}.json"
+    forged = rewrite_member(path, tmp_path / "b.tar", config, b'{"os": "linux"}')
+    with pytest.raises(ArchiveRefused, match="does not match its name"):
+        read_image_archive(forged)
+
+
+def test_layers_linked_to_another_layer_are_read_through_the_link(tmp_path):
+    """docker save links a layer repeated under another id to the first copy; a layer listed
+    twice counts twice (an engine unpacks it twice)."""
+    layer = tar_layer({"f": b"x" * 3000})
+    first, _ = write_archive(tmp_path / "a.tar", [layer], ["a:1"])
+    name = json.loads(tarfile.open(first).extractfile("manifest.json").read())[0]["Layers"][0]
+    path, _ = write_archive(tmp_path / "b.tar", [layer], ["a:1"], extra=[
+        ("other", b"", tarfile.DIRTYPE, ""),
+        ("other/layer.tar", b"", tarfile.SYMTYPE, f"../{name}")])
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    twice = rewrite_member(path, tmp_path / "c.tar", "manifest.json", json.dumps(
+        [{**manifest[0], "Layers": [name, "other/layer.tar"]}]).encode())
+    image = read_image_archive(twice)
+    assert unpacked_size(twice, image, bound=1 << 20) == 2 * len(layer)
+
+
+# --- layer bombs -----------------------------------------------------------------------------
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def bomb_layer():
+    """64 MiB of zeros in a gzip layer of well under 1 MiB."""
+    layer = zero_bomb(64 * MiB)
+    assert len(layer) < MiB
+    return layer
+
+
+def test_a_gzip_bomb_is_refused_past_the_bound_in_bounded_memory(tmp_path, bomb_layer):
+    path, _ = write_archive(tmp_path / "bomb.tar", [tar_layer({"a": b"a"}), bomb_layer],
+                            ["bomb:1"])
+    image = read_image_archive(path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    tracemalloc.start()
     try:
-        assert load_image_archive(docker_client, archive, [REGISTRY], []) == [ref]
-        assert docker_client.images.get(ref).id == docker_client.images.get(tiny_images[0]).id
-        # The same content again under the same tag is fine (nothing moves).
-        assert load_image_archive(docker_client, archive, [REGISTRY], []) == [ref]
-        # Other content under an existing tag would silently replace what runs: refused.
-        other = save_as(docker_client, tiny_images[1], ref + "0", tmp_path / "other.tar")
-        clash = rewrite_member(other, tmp_path / "clash.tar", "manifest.json", json.dumps([{
-            **json.loads(tarfile.open(other).extractfile("manifest.json").read())[0],
-            "RepoTags": [ref]}]).encode())
-        with pytest.raises(ValueError, match="already exists with different content"):
-            load_image_archive(docker_client, clash, [REGISTRY], [])
-        assert docker_client.images.get(ref).id == docker_client.images.get(tiny_images[0]).id
+        with pytest.raises(ArchiveRefused, match=f"unpack to more than {16 * MiB} bytes") as info:
+            unpacked_size(path, image, bound=16 * MiB)
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
-        _remove_image(docker_client, ref)
+        tracemalloc.stop()
+    assert info.value.code == "unpacked_too_large" and info.value.params == {"limit": 16 * MiB}
+    assert peak < 8 * MiB, f"the check held {peak} bytes at once"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    # Under a bound it fits, it is counted exactly (the tar header, the zeros, the end).
+    assert unpacked_size(path, image, bound=128 * MiB) == \
+        len(tar_layer({"a": b"a"})) + 512 + 64 * MiB + 1024
 
 
-@pytest.mark.docker
-def test_disallowed_tag_is_never_loaded(docker_client, docker_prefix, tiny_images, tmp_path):
-    ref = f"ghcr.io/{docker_prefix}/app:1"
-    archive = save_as(docker_client, tiny_images[1], ref, tmp_path / "bad.tar")
-    with pytest.raises(ValueError, match=f"not allowed by the catalogue: {ref}"):
-        load_image_archive(docker_client, archive, [REGISTRY], [])
-    assert not image_exists(docker_client, ref)
-    latest = save_as(docker_client, tiny_images[1], allowed_ref(docker_prefix)[:-2] + ":latest",
-                     tmp_path / "latest.tar")
-    with pytest.raises(ValueError, match="not allowed"):
-        load_image_archive(docker_client, latest, [REGISTRY], [])
+@pytest.mark.parametrize("compress", [bz2.compress, lzma.compress])
+def test_bzip2_and_xz_layers_are_counted_unpacked(tmp_path, compress):
+    layer = zero_bomb(4 * MiB, compress=compress)
+    path, _ = write_archive(tmp_path / "x.tar", [layer], ["x:1"])
+    image = read_image_archive(path)
+    assert unpacked_size(path, image, bound=8 * MiB) == 512 + 4 * MiB + 1024
+    with pytest.raises(ArchiveRefused, match="unpack to more than"):
+        unpacked_size(path, image, bound=2 * MiB)
 
 
-@pytest.mark.docker
-def test_loaded_tags_are_rechecked(docker_client, docker_prefix, tiny_images, tmp_path,
-                                   monkeypatch):
-    """If the pre-check were ever fooled, what Docker actually loaded is checked and undone."""
-    ref = f"{docker_prefix}-evil/app:1"
-    archive = save_as(docker_client, tiny_images[1], ref, tmp_path / "evil.tar")
-    real = app_images._archive_images(str(archive), app_images.MAX_ARCHIVE_BYTES)
-    monkeypatch.setattr(app_images, "_archive_images",
-                        lambda path, max_bytes: [(real[0][0], [allowed_ref(docker_prefix)])])
-    with pytest.raises(ValueError, match=f"does not allow \\({ref}\\); it was removed again"):
-        load_image_archive(docker_client, archive, [REGISTRY], [])
-    assert not image_exists(docker_client, ref)
-    assert image_exists(docker_client, tiny_images[1])  # the older tag of that image stays
-
-
-@pytest.mark.docker
-def test_refused_load_gives_moved_tags_back(docker_client, docker_prefix, tiny_images, tmp_path,
-                                           monkeypatch):
-    """A fooled pre-check must not leave an existing tag pointing at the uploaded image."""
-    a_id = docker_client.images.get(tiny_images[0]).id
-    archive = save_as(docker_client, tiny_images[1], None, tmp_path / "b.tar")
-    manifest = json.loads(tarfile.open(archive).extractfile("manifest.json").read())
-    hijack = rewrite_member(archive, tmp_path / "hijack.tar", "manifest.json", json.dumps(
-        [{**manifest[0], "RepoTags": [tiny_images[0]]}]).encode())
-    real = app_images._archive_images(str(hijack), app_images.MAX_ARCHIVE_BYTES)
-    monkeypatch.setattr(app_images, "_archive_images",
-                        lambda path, max_bytes: [(real[0][0], [allowed_ref(docker_prefix)])])
-    with pytest.raises(ValueError, match="it was removed again"):
-        load_image_archive(docker_client, hijack, [REGISTRY], [])
-    assert docker_client.images.get(tiny_images[0]).id == a_id
-    assert image_exists(docker_client, tiny_images[1])
+def test_unmeasurable_layers_are_refused(tmp_path):
+    zstd = b"\x28\xb5\x2f\xfd" + bytes(100)
+    path, _ = write_archive(tmp_path / "z.tar", [zstd], ["z:1"])
+    with pytest.raises(ArchiveRefused, match="zstd-compressed") as info:
+        unpacked_size(path, read_image_archive(path), bound=MiB)
+    assert info.value.code == "layer_format"
+    broken = gzip.compress(bytes(10000))[:-30] + b"garbage" * 3
+    path, _ = write_archive(tmp_path / "g.tar", [broken], ["g:1"])
+    with pytest.raises(ArchiveRefused, match="not a valid gzip stream"):
+        unpacked_size(path, read_image_archive(path), bound=MiB)

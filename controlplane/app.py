@@ -12,6 +12,7 @@ from controlplane.audit import views as audit
 from controlplane.core import errors
 from controlplane.core.extensions import csrf, db, limiter, migrate
 from controlplane.core.factory import ROOT, make_app
+from controlplane.kinds.application import deploy_views as app_deployments
 from controlplane.kinds.application import views as applications
 from controlplane.kinds.database import views as databases
 from controlplane.kinds.mail import views as mailboxes
@@ -27,7 +28,7 @@ from controlplane.worker import views as tasks
 
 BLUEPRINTS = (requests.portal, requests.bp, ops_views.bp, audit.bp, services.bp, reporting.bp,
               tasks.bp, monitoring.bp, quotas.bp, databases.bp, mailboxes.bp, sites.bp,
-              applications.bp, registry.api, registry.bp)
+              applications.bp, app_deployments.bp, registry.api, registry.bp)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -322,13 +322,18 @@ def registry_auth_dir(workdir: Path) -> Path:
 
 def start_registry(workdir: Path, port: int, *, realm: str, service: str, issuer: str,
                    host: str = "127.0.0.1", storage_dir: Path | None = None,
-                   log_level: str = "info") -> subprocess.Popen:
+                   log_level: str = "info", notify_url: str | None = None,
+                   notify_secret: str | None = None,
+                   notify_backoff: str = "10s") -> subprocess.Popen:
     """Run Docker's registry (distribution 2.8) with token authentication; return once /v2/
     answers.
 
     In `workdir`: `config.yml` (0600, rewritten at each start), `http.secret`, `auth/token.key`
     and `auth/token.crt` (made once: the control plane signs with the key, the registry trusts
     the certificate), `data/` (the images, unless `storage_dir` says otherwise), `registry.log`.
+    With `notify_url` and `notify_secret`, the registry posts its push events there (the
+    control plane's `/registry/events`, `Authorization: Bearer <notify_secret>`), retrying
+    after `notify_backoff` when it cannot deliver.
     """
     binary = shutil.which(REGISTRY_BINARY) or shutil.which(REGISTRY_BINARY,
                                                            path="/usr/bin:/usr/local/bin")
@@ -342,7 +347,10 @@ def start_registry(workdir: Path, port: int, *, realm: str, service: str, issuer
     spec = registry_config.RegistrySpec(
         storage_dir=storage, addr=f"{host}:{port}", realm=realm, service=service, issuer=issuer,
         rootcertbundle=material.cert_path,
-        http_secret=registry_config.ensure_http_secret(workdir), log_level=log_level)
+        http_secret=registry_config.ensure_http_secret(workdir), log_level=log_level,
+        notifications=(registry_config.NotificationEndpoint(
+            url=notify_url, secret=notify_secret, backoff=notify_backoff),)
+        if notify_url and notify_secret else ())
     conf = registry_config.write(workdir / registry_config.CONFIG_FILE,
                                  registry_config.render(spec))
     log_path = workdir / "registry.log"

@@ -287,23 +287,29 @@ def registry(session_dir):
     """Docker's registry (distribution 2.8) with token auth on a free loopback port.
 
     Its realm is `http://127.0.0.1:<token_port>/v2/token`: tests that need tokens serve the
-    portal there (tests/registry/conftest.py). `settings` is what the app needs to sign tokens
-    the registry trusts and to reach it.
+    portal there (tests/registry/conftest.py). Its push events go to the same portal's
+    `/registry/events` with the session's notification secret. `settings` is what the app
+    needs to sign tokens the registry trusts, to reach it and to accept its events.
     """
     port = devstack.free_port()
     token_port = devstack.free_port()
     workdir = session_dir / "registry"
     realm = f"http://127.0.0.1:{token_port}/v2/token"
+    events_url = f"http://127.0.0.1:{token_port}/registry/events"
+    notify_secret = secrets.token_urlsafe(24)
     service, issuer = "comgov-registry-test", "comgov-controlplane-test"
-    proc = devstack.start_registry(workdir, port, realm=realm, service=service, issuer=issuer)
+    proc = devstack.start_registry(workdir, port, realm=realm, service=service, issuer=issuer,
+                                   notify_url=events_url, notify_secret=notify_secret,
+                                   notify_backoff="1s")
     address = f"127.0.0.1:{port}"
     yield {
         "address": address, "url": f"http://{address}", "port": port, "root": workdir,
         "auth_dir": devstack.registry_auth_dir(workdir), "token_port": token_port,
-        "realm": realm, "service": service, "issuer": issuer,
+        "realm": realm, "service": service, "issuer": issuer, "events_url": events_url,
         "settings": {"REGISTRY_ADDRESS": address, "REGISTRY_ROOT": str(workdir),
                      "REGISTRY_TOKEN_REALM": realm, "REGISTRY_SERVICE": service,
                      "REGISTRY_ISSUER": issuer,
-                     "REGISTRY_PLATFORM_PASSWORD": secrets.token_urlsafe(24)},
+                     "REGISTRY_PLATFORM_PASSWORD": secrets.token_urlsafe(24),
+                     "REGISTRY_NOTIFICATION_SECRET": notify_secret},
     }
     devstack.stop_process(proc)

@@ -396,3 +396,39 @@ class RegistryRobot(db.Model):
               sqlite_where=text("revoked_at IS NULL"),
               postgresql_where=text("revoked_at IS NULL")),
     )
+
+
+DEPLOYMENT_STATES = ("pending", "deployed", "failed", "rolled_back", "superseded")
+
+
+class Deployment(db.Model):
+    """One digest an application was (or was to be) switched to: its first provisioning, a
+    push of the tag it follows, or a rollback.
+
+    `pending` until a worker tries it; `deployed` once visitors reach it; `failed` when it
+    never served (its health check, a pull, the registry), with `error`; `rolled_back` when a
+    rollback replaced it; `superseded` when the tag had moved on before its turn came.
+    """
+
+    __tablename__ = "deployment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    repository: Mapped[str] = mapped_column(String(255))  # in the registry: minisante/web
+    digest: Mapped[str] = mapped_column(String(71))  # sha256:<64 hex>
+    tag: Mapped[str | None] = mapped_column(String(128))
+    trigger: Mapped[str] = mapped_column(String(20))  # provision | push | rollback
+    # Who pushed (the registry's actor: a person's uid or a robot), or who asked the rollback.
+    pushed_by: Mapped[str | None] = mapped_column(String(200))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    service: Mapped[Service] = relationship()
+    actor: Mapped[Account | None] = relationship()
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest.split(":", 1)[-1][:12]

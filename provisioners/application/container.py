@@ -18,6 +18,14 @@ bounded by ``MAX_IMAGE_FILE_BYTES``. Usage::
     ensure_application(client, spec, proxy)    # waits until the health check passes
     stop_application(client, spec); start_application(client, spec, proxy)
     remove_application(client, spec, proxy)
+
+Redeploying (deploy on push, rollback) is blue/green: the new digest runs in a container of
+its own, named by ``app_container_name`` with the deployment's marker, next to the old one::
+
+    image = pull_image(client, "registry.dc.gov.bi/minisante/web", "sha256:…", token)
+    new = dataclasses.replace(spec, image=image, deployment=12)
+    deploy_application(client, spec, new, proxy)  # starts, waits, switches the route; or raises
+    retire_containers(client, new)                # stops and removes every other container
 """
 from __future__ import annotations
 
@@ -53,6 +61,7 @@ from provisioners.database.server import server_container_name
 from provisioners.docker import runtime, volumes
 from provisioners.docker.runtime import ContainerSpec, Limits
 from provisioners.proxy import ProxySpec
+from provisioners.registry.api import DIGEST_RE, TAG_RE
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,9 @@ DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306}
 _ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
 _HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,511}")
 _VOLUME_PATH_RE = re.compile(r"(/[A-Za-z0-9._-]+)+")
+# An image repository with its registry host, as the engine pulls it: host[:port]/path.
+_REPOSITORY_REF_RE = re.compile(
+    r"[a-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
 _USER_RE = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,31}(:[a-z0-9_][a-z0-9_.-]{0,31})?")
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}")
 _FORBIDDEN_MOUNTS = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib",
@@ -111,6 +123,7 @@ class ApplicationSpec:
     allow_root: bool = False  # the catalogue lets this exact image run as root
     extra_labels: dict[str, str] = field(default_factory=dict)
     health_interval: int = 10  # seconds between probes (tests use 1)
+    deployment: int | None = None  # marker of a redeployment's container (app_container_name)
 
 
 @dataclass(frozen=True)
@@ -122,13 +135,23 @@ class Confinement:
     image_volumes: tuple[str, ...] = ()  # the image's VOLUME paths, mounted as tmpfs
 
 
-def app_container_name(prefix: str, service_id: int) -> str:
-    """Name of an application's container (also its DNS name on the institution network)."""
-    return f"{prefix}-app-{service_id}"
+def app_container_name(prefix: str, service_id: int, deployment: int | None = None) -> str:
+    """Name of an application's container (also its DNS name on the institution network).
+
+    The first container is ``{prefix}-app-{id}``; a redeployment starts next to the running
+    one, so it gets its own name: ``{prefix}-app-{id}-d{deployment}`` (the deployment's id).
+    Every name of a service's containers comes from here; its labels do not change.
+    """
+    name = f"{prefix}-app-{service_id}"
+    if deployment is None:
+        return name
+    if isinstance(deployment, bool) or not isinstance(deployment, int) or deployment < 1:
+        raise ValueError(f"invalid deployment marker {deployment!r}")
+    return f"{name}-d{deployment}"
 
 
 def container_name(app: ApplicationSpec) -> str:
-    return app_container_name(app.prefix, app.service_id)
+    return app_container_name(app.prefix, app.service_id, app.deployment)
 
 
 def volume_name(app: ApplicationSpec) -> str:
@@ -321,9 +344,12 @@ def image_confinement(client: docker.DockerClient, app: ApplicationSpec) -> Conf
                        image_volumes=declared_volumes(config.get("Volumes"), app.volume_path))
 
 
-def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy: ProxySpec,
-                       wait_timeout: float = WAIT_TIMEOUT) -> None:
-    """Converge network, volume, container and route, then wait (bounded) until healthy."""
+def _prepare(client: docker.DockerClient, app: ApplicationSpec
+             ) -> tuple[ContainerSpec, Callable[[], None] | None]:
+    """Check the spec and the image, decide the user, converge network and data volume.
+
+    Returns the container's spec and what must run before its first start.
+    """
     validate_spec(app)
     try:
         client.images.get(app.image)
@@ -332,25 +358,139 @@ def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy:
                          "(build or load it first)") from None
     confinement = image_confinement(client, app)  # before anything is created: it may refuse
     spec = application_container_spec(app, confinement)
-    log.info("event=application.ensure service=%s host=%s image=%s user=%s",
-             app.service_id, app.hostname, app.image, spec.user)
+    log.info("event=application.ensure service=%s host=%s image=%s user=%s container=%s",
+             app.service_id, app.hostname, app.image, spec.user, spec.name)
     runtime.ensure_institution_network(client, app.prefix, app.institution_id, app.institution,
                                        app.extra_labels)
     if app.volume_path:
         _ensure_data_volume(client, app, confinement.owner)
+    before_start = None  # a plain volume was seeded by Docker at create: give it over
+    if app.volume_path and not app.disk_bytes and confinement.owner is not None:
+        before_start = partial(_own_plain_volume, client, app, confinement.owner)
+    return spec, before_start
+
+
+def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy: ProxySpec,
+                       wait_timeout: float = WAIT_TIMEOUT) -> None:
+    """Converge network, volume, container and route, then wait (bounded) until healthy."""
+    spec, before_start = _prepare(client, app)
     previous = _running_container_id(client, spec.name)
     with ThreadPoolExecutor(max_workers=1) as pool:
         staged = pool.submit(proxy_mod.stage_route, client, proxy, route_id(app), app.hostname,
                              spec.name, spec.network, app.port)
-        before_start = None  # a plain volume was seeded by Docker at create: give it over
-        if app.volume_path and not app.disk_bytes and confinement.owner is not None:
-            before_start = partial(_own_plain_volume, client, app, confinement.owner)
         container = _ensure_container(client, spec, _healthcheck(app), before_start)
         to_reload = staged.result()
     if to_reload is not None or previous != container.id:
         proxy_mod.reload_proxy(client, app.prefix)
     if wait_timeout:
         wait_healthy(client, spec.name, wait_timeout)
+
+
+def deploy_application(client: docker.DockerClient, current: ApplicationSpec,
+                       new: ApplicationSpec, proxy: ProxySpec,
+                       wait_timeout: float = WAIT_TIMEOUT,
+                       before_switch: Callable[[], None] | None = None) -> None:
+    """Blue/green: start ``new`` next to ``current``, wait for its health check, switch the route.
+
+    ``new`` is the same application with another image (a digest) and its own ``deployment``
+    marker, hence its own container. If that container does not become healthy within
+    ``wait_timeout`` (or cannot be created), it is removed, the route is not touched and
+    ``current`` keeps serving; the error is raised (ApplicationUnhealthy for the health check).
+    ``before_switch`` runs once the new container is healthy: raising there cancels the switch
+    the same way. After the switch the old container still runs: ``retire_containers(client,
+    new)`` stops and removes it once the caller has recorded the switch.
+    """
+    if (new.prefix, new.service_id) != (current.prefix, current.service_id):
+        raise ValueError("a deployment replaces a container of the same application")
+    if container_name(new) == container_name(current):
+        raise ValueError(f"the new deployment needs its own container, not "
+                         f"{container_name(current)}")
+    spec, before_start = _prepare(client, new)
+    log.info("event=application.deploy service=%s image=%s from=%s to=%s", new.service_id,
+             new.image, container_name(current), spec.name)
+    try:
+        _ensure_container(client, spec, _healthcheck(new), before_start)
+        wait_healthy(client, spec.name, wait_timeout)
+        if before_switch is not None:
+            before_switch()
+    except BaseException:
+        runtime.remove_container(client, spec.name)
+        log.warning("event=application.deploy_failed service=%s image=%s", new.service_id,
+                    new.image)
+        raise
+    proxy_mod.set_route(client, proxy, route_id(new), new.hostname, spec.name, spec.network,
+                        new.port)
+    log.info("event=application.switched service=%s container=%s", new.service_id, spec.name)
+
+
+def retire_containers(client: docker.DockerClient, app: ApplicationSpec) -> list[str]:
+    """Stop (gracefully) and remove every container of the application but ``app``'s own."""
+    keep = container_name(app)
+    retired = []
+    for container in service_containers(client, app):
+        if container.name == keep:
+            continue
+        runtime.stop_container(client, container.name)
+        runtime.remove_container(client, container.name)
+        retired.append(container.name)
+    if retired:
+        log.info("event=application.retired service=%s containers=%s", app.service_id,
+                 ",".join(retired))
+    return retired
+
+
+def forget_image(client: docker.DockerClient, reference: str) -> bool:
+    """Drop an image reference a retired deployment used (the image goes with its last
+    reference); one still in use, or already gone, is left as it is."""
+    try:
+        client.images.remove(reference, noprune=False)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError as exc:  # 409: a container still uses it
+        log.info("event=application.image_kept image=%s reason=%s", reference,
+                 getattr(exc, "explanation", exc))
+        return False
+    log.info("event=application.image_removed image=%s", reference)
+    return True
+
+
+def service_containers(client: docker.DockerClient, app: ApplicationSpec) -> list[Container]:
+    """Every container of the application (any deployment), found by its labels."""
+    return client.containers.list(all=True, filters={"label": [
+        f"{runtime.LABEL_PREFIX}={app.prefix}", f"{runtime.LABEL_KIND}=application",
+        f"{runtime.LABEL_SERVICE}={app.service_id}"]})
+
+
+def pull_image(client: docker.DockerClient, repository: str, reference: str,
+               token: str | None = None) -> str:
+    """Pull ``repository`` (with its registry's host) at a tag or digest; return the reference.
+
+    ``token`` is a registry bearer token for the repository's pull scope: the engine sends it
+    as it is (it does not ask the token endpoint); None uses the engine's own credentials.
+    A digest already on the engine is not pulled again (its content cannot have changed); a
+    tag always is. An error the engine reports in the pull's stream is raised (RuntimeError).
+    """
+    if not isinstance(repository, str) or not _REPOSITORY_REF_RE.fullmatch(repository):
+        raise ValueError(f"invalid repository {repository!r}")
+    if isinstance(reference, str) and DIGEST_RE.fullmatch(reference):
+        ref = f"{repository}@{reference}"
+        try:
+            client.images.get(ref)
+            return ref
+        except docker.errors.ImageNotFound:
+            pass
+    elif isinstance(reference, str) and TAG_RE.fullmatch(reference):
+        ref = f"{repository}:{reference}"
+    else:
+        raise ValueError(f"invalid tag or digest {reference!r}")
+    auth = {"registrytoken": token} if token else None
+    for line in client.api.pull(repository, tag=reference, stream=True, decode=True,
+                                auth_config=auth):
+        if isinstance(line, dict) and line.get("error"):
+            raise RuntimeError(f"pull of {ref} failed: {line['error']}"[:500])
+    client.images.get(ref)  # ImageNotFound if the engine did not keep it
+    log.info("event=application.pulled image=%s", ref)
+    return ref
 
 
 def stop_application(client: docker.DockerClient, app: ApplicationSpec) -> None:
@@ -369,9 +509,12 @@ def start_application(client: docker.DockerClient, app: ApplicationSpec, proxy: 
 
 def remove_application(client: docker.DockerClient, app: ApplicationSpec,
                        proxy: ProxySpec) -> None:
-    """Remove route, container and data volume; removing a removed application succeeds."""
+    """Remove route, containers (every deployment's) and data volume; removing a removed
+    application succeeds."""
     proxy_mod.remove_route(client, proxy, route_id(app))
     runtime.remove_container(client, container_name(app))
+    for container in service_containers(client, app):
+        runtime.remove_container(client, container.name)
     if app.volumes_root:  # also removes a plain volume, and a quota one left from before
         volumes.remove_quota_volume(client, volume_name(app), Path(app.volumes_root))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import IntegerField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 
@@ -14,6 +14,10 @@ class ApplicationRequestForm(FlaskForm):
                                       "dossier-patient."))
     hostname = StringField(_l("Host name"), validators=[DataRequired(), Length(max=253)])
     image = StringField(_l("Image"), validators=[DataRequired(), Length(max=255)])
+    follow_tag = BooleanField(_l("Deploy each push of this tag"),
+                              description=_l("When this tag is pushed to the data centre’s "
+                                             "registry again, the new image replaces the "
+                                             "running one once its health check passes."))
     port = IntegerField(_l("HTTP port inside the container"), default=8080,
                         validators=[DataRequired(), NumberRange(1, 65535)])
     health_path = StringField(_l("Health check path"), default="/",

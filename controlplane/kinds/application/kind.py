@@ -1,6 +1,13 @@
-"""Institutions' own applications: an allowed image, one HTTP port behind the front proxy."""
+"""Institutions' own applications: an allowed image, one HTTP port behind the front proxy.
+
+An application may follow its tag (`params.follow_tag`): it then runs the digest the tag named
+when it was provisioned (`params.digest`, `params.deployed_image`), and each push of that tag
+is deployed next to it (`deployments.py`); `params.deployment` is the marker of the container
+running now (None: the first one, `{prefix}-app-<id>`).
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from flask import current_app
@@ -8,10 +15,12 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 import policies as pol
+from controlplane.audit import trail as audit
 from controlplane.core import infra
 from controlplane.core.extensions import db
-from controlplane.core.models import Service
+from controlplane.core.models import Deployment, Service, utcnow
 from controlplane.core.transitions import LifecycleError
+from controlplane.kinds.application import registry_images
 from controlplane.kinds.application.forms import ApplicationRequestForm
 from controlplane.kinds.base import Kind
 from controlplane.kinds.checks import check_hostname, check_size, size_choices
@@ -114,11 +123,19 @@ class Application(Kind):
                 raise LifecycleError(_l("Choose one of your institution’s databases."),
                                      field="database")
             database = int(database)
+        follow = bool(data.get("follow_tag"))
+        followed = registry_images.in_registry(image)
+        if follow and (followed is None or followed.tag is None):
+            raise LifecycleError(_l("Only a tagged image of the data centre’s registry "
+                                    "(%(registry)s/…) can be followed.",
+                                    registry=current_app.config["REGISTRY_ADDRESS"]),
+                                 field="follow_tag")
         return {"name": name, "hostname": check_hostname(data.get("hostname"), institution),
                 "size": check_size(self.name, data.get("size")),
                 "params": {"image": image, "port": port, "health_path": health,
                            "volume_path": volume, "database_id": database,
-                           "environment": credentials.encrypt(json.dumps(env))}}
+                           "environment": credentials.encrypt(json.dumps(env)),
+                           "follow_tag": follow}}
 
     def environment(self, svc: Service) -> dict[str, str]:
         token = (svc.params or {}).get("environment")
@@ -143,7 +160,8 @@ class Application(Kind):
         catalogue = current_app.extensions["policies"].catalogue["application"]
         return application.ApplicationSpec(
             service_id=svc.id, institution_id=svc.institution_id,
-            institution=svc.institution.acronym, hostname=svc.hostname, image=params["image"],
+            institution=svc.institution.acronym, hostname=svc.hostname,
+            image=params.get("deployed_image") or params["image"],
             port=int(params["port"]), environment=self.environment(svc),
             health_path=params.get("health_path"), limits=infra.limits(size),
             volume_path=params.get("volume_path"),
@@ -151,23 +169,67 @@ class Application(Kind):
             else 0, volumes_root=infra.volumes_root(),
             allow_root=params["image"] in catalogue.run_as_root_images,
             health_interval=int(current_app.config.get("APP_HEALTH_INTERVAL", 10)),
-            **infra.common())
+            deployment=params.get("deployment"), **infra.common())
+
+    def deployment_spec(self, svc: Service, image: str,
+                        deployment: int) -> application.ApplicationSpec:
+        """The application on another image, in the container of deployment `deployment`."""
+        return dataclasses.replace(self.spec(svc), image=image, deployment=deployment)
+
+    def follows(self, svc: Service) -> bool:
+        return bool((svc.params or {}).get("follow_tag"))
 
     def provision(self, svc):
         client = infra.docker_client()
-        image = svc.params["image"]
+        first = None
+        if self.follows(svc) and not svc.params.get("deployed_image"):
+            first = self._pin_followed_tag(client, svc)
+        self._ensure_image(client, svc)
+        application.ensure_application(client, self.spec(svc), proxy_spec())
+        if first is not None:
+            first.status, first.finished_at = "deployed", utcnow()
+            audit.record("application.deployed", svc, after={
+                "digest": first.digest, "tag": first.tag, "trigger": first.trigger})
+
+    def _pin_followed_tag(self, client, svc: Service) -> Deployment:
+        """Run the digest the followed tag names now: the first deployment."""
+        image = registry_images.in_registry(svc.params["image"])
+        if image is None or image.tag is None:
+            raise RuntimeError(f"image {svc.params['image']} is not a tag of the platform's "
+                               "registry: it cannot be followed")
+        digest = registry_images.resolve(image, image.tag)
+        reference = registry_images.pull(client, image, digest)
+        svc.params = {**svc.params, "digest": digest, "deployed_image": reference,
+                      "deployment": None}
+        first = Deployment(service_id=svc.id, institution_id=svc.institution_id,
+                           repository=image.repository, digest=digest, tag=image.tag,
+                           trigger="provision", status="pending")
+        db.session.add(first)
+        return first
+
+    def _ensure_image(self, client, svc: Service) -> None:
+        """The image is on the engine: pulled from the platform's registry when it is not."""
+        params = svc.params
+        image = params.get("deployed_image") or params["image"]
         try:
             client.images.get(image)
+            return
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+            pass
+        ours = registry_images.in_registry(image)
+        if ours is None:
             raise RuntimeError(f"image {image} is not on the platform: upload its archive "
-                               "or ask the data centre to publish it") from None
-        application.ensure_application(client, self.spec(svc), proxy_spec())
+                               "or ask the data centre to publish it")
+        reference = ours.tag or image.rpartition("@")[2]
+        registry_images.pull(client, ours, reference)
 
     def stop(self, svc):
         application.stop_application(infra.docker_client(), self.spec(svc))
 
     def start(self, svc):
-        application.start_application(infra.docker_client(), self.spec(svc), proxy_spec())
+        client = infra.docker_client()
+        self._ensure_image(client, svc)
+        application.start_application(client, self.spec(svc), proxy_spec())
 
     def remove(self, svc):
         try:
@@ -188,7 +250,8 @@ class Application(Kind):
         return infra.public_url(svc.hostname)
 
     def container_name(self, svc):
-        return application.app_container_name(infra.common()["prefix"], svc.id)
+        return application.app_container_name(infra.common()["prefix"], svc.id,
+                                              (svc.params or {}).get("deployment"))
 
     def probe(self, svc):
         """The container runs and the health path answers through the front proxy."""

@@ -2,7 +2,10 @@
 registry, portal, workers).
 
 `python -m devtools run` (Ctrl-C stops all it started); `python -m devtools images` builds the
-images only.
+images only. Both keep `instance/images.json`, the record of the platform images built (ids,
+hashes); `run` also pushes them to its registry's `comgov/` namespace once the registry answers
+and records their digests, before any platform container is (re)created, so every container
+names its image `<registry>/comgov/<name>@sha256:…` (controlplane.core.infra.image_ref).
 """
 from __future__ import annotations
 
@@ -23,9 +26,14 @@ from urllib.parse import urlsplit
 import click
 import docker
 
+from controlplane.core import infra
 from controlplane.core.config import Config
+from controlplane.core.factory import make_app
+from controlplane.registry import access, tokens
 from devtools import devstack
 from provisioners.images import build as images
+from provisioners.images import pins
+from provisioners.registry.api import RegistryClient
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,13 +106,70 @@ def ensure_settings(instance: Path) -> dict[str, object]:
     return {k: v for k, v in runpy.run_path(str(path)).items() if k.isupper()}
 
 
+def images_record(instance: Path) -> Path:
+    """The record of the platform images: IMAGES_RECORD if settings.py names one, else
+    instance/images.json (where the workers look, controlplane.core.infra.images_record)."""
+    settings = instance / "settings.py"
+    named = runpy.run_path(str(settings)).get("IMAGES_RECORD") if settings.exists() else None
+    return Path(named) if named else instance / "images.json"
+
+
 def build_images(instance: Path) -> list[str]:
-    """Build or reuse every platform image (the engine must answer)."""
+    """Build or reuse every platform image (the engine must answer); a tag found on the engine
+    must match the record, else it is rebuilt; the record is kept up to date."""
     client = docker.from_env(timeout=300)
     try:
-        return images.ensure_images(client, instance / "build")
+        return images.ensure_images(client, instance / "build", record=images_record(instance))
     finally:
         client.close()
+
+
+@contextmanager
+def instance_app(instance: Path) -> Iterator:
+    """The control plane's base app (no web parts) on this instance folder's settings, in an
+    app context: what the workers would see."""
+    before = os.environ.get("CONTROLPLANE_INSTANCE")
+    os.environ["CONTROLPLANE_INSTANCE"] = str(instance)
+    try:
+        app = make_app()
+    finally:
+        if before is None:
+            os.environ.pop("CONTROLPLANE_INSTANCE", None)
+        else:
+            os.environ["CONTROLPLANE_INSTANCE"] = before
+    with app.app_context():
+        yield app
+
+
+def platform_token_source(app):
+    """Registry tokens for the platform's own account (REGISTRY_PLATFORM_USER), granted by the
+    registry's access rules and signed by the control plane's key: `token_for(scopes)`, scopes
+    separated by spaces as in a token request. The portal's /v2/token need not be running."""
+    user = app.config["REGISTRY_PLATFORM_USER"]
+    principal = access.Principal(kind="platform", name=user)
+
+    def token_for(scopes: str) -> str:
+        with app.app_context():
+            return tokens.issue(user, access.grant(principal,
+                                                   access.parse_scopes([scopes]))).text
+    return token_for
+
+
+def push_images(instance: Path, tags: list[str] | None = None) -> dict[str, str]:
+    """Push the recorded platform images (or `tags`) to the instance's registry
+    (REGISTRY_ADDRESS) with the platform's account, record each digest; return tag -> the
+    reference containers now use. The registry must be running."""
+    instance = Path(instance).resolve()
+    with instance_app(instance) as app:
+        record = pins.Record.load(infra.images_record())
+        token_for = platform_token_source(app)
+        client = docker.from_env(timeout=600)
+        try:
+            with RegistryClient(tokens.registry_url(), token_for) as api:
+                return pins.push_images(client, record, app.config["REGISTRY_ADDRESS"], api,
+                                        token_for, tags)
+        finally:
+            client.close()
 
 
 def run(instance_dir: Path, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 2) -> int:
@@ -195,6 +260,10 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
             service=str(settings.get("REGISTRY_SERVICE", Config.REGISTRY_SERVICE)),
             issuer=str(settings.get("REGISTRY_ISSUER", Config.REGISTRY_ISSUER)),
         )))
+
+    _say("platform images to the registry (comgov/…; containers name them by digest)")
+    for tag, ref in push_images(instance).items():
+        click.echo(f"    {tag} -> {ref}")
 
     env = {**os.environ, "CONTROLPLANE_INSTANCE": str(instance), "PYTHONUNBUFFERED": "1"}
     demo_load = [sys.executable, "-m", "devtools", "demo-load"]

@@ -19,8 +19,11 @@ class Config:
     # Docker
     DOCKER_PREFIX = "comgov"  # every container/volume/network name starts with it
     DOCKER_EXTRA_LABELS: dict[str, str] = {}
+    # Platform images by tag; containers name them by digest (infra.image_ref) as recorded by
+    # the build step in IMAGES_RECORD (default: instance/images.json)
     BASE_IMAGE = "comgov/base:bookworm"
     SITE_IMAGE = "comgov/nginx:bookworm"
+    IMAGES_RECORD = None
     PROXY_BIND = "127.0.0.1"
     PROXY_PORT = 8880
     PUBLIC_URL_SCHEME = "http"

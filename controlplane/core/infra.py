@@ -1,7 +1,8 @@
 """Clients of the real components, and the fields every provisioner spec takes from settings.
 
 One Docker client per process (its API version negotiated once); the directory's connection
-settings; sizes turned into container limits; where quota volumes and backups live.
+settings; platform images as containers name them (pinned by digest); sizes turned into
+container limits; where quota volumes and backups live.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from flask import current_app
 
 from provisioners.directory import tree as directory
 from provisioners.docker.runtime import Limits
+from provisioners.images import pins
 
 
 def docker_client() -> docker.DockerClient:
@@ -32,6 +34,22 @@ def directory_config() -> directory.DirectoryConfig:
                                      admin_dn=cfg["LDAP_ADMIN_DN"],
                                      admin_password=cfg["LDAP_ADMIN_PASSWORD"] or "",
                                      timeout=int(cfg["LDAP_TIMEOUT"]))
+
+
+def images_record() -> Path:
+    """The build step's record of the platform images (`python -m devtools images|run`)."""
+    path = current_app.config.get("IMAGES_RECORD")
+    return Path(path) if path else Path(current_app.instance_path) / "images.json"
+
+
+def image_ref(name: str) -> str:
+    """How a container names the platform image the settings call `name` (SITE_IMAGE, a
+    catalogue image…): `<registry>/comgov/<name>@sha256:…` once pushed to REGISTRY_ADDRESS,
+    else the recorded image id; without a record, the tag's id if its labels are the
+    platform's (pins.UntrustedImage otherwise). A tag moved on the engine later changes
+    nothing a container runs."""
+    return pins.resolve(docker_client(), name, pins.Record.load(images_record()),
+                        registry=current_app.config.get("REGISTRY_ADDRESS"))
 
 
 def limits(size) -> Limits:

@@ -10,7 +10,7 @@ from provisioners import probes, proxy
 def proxy_spec() -> proxy.ProxySpec:
     cfg = current_app.config
     size = current_app.extensions["policies"].platform["proxy"]
-    return proxy.ProxySpec(image=cfg["SITE_IMAGE"], bind=cfg["PROXY_BIND"],
+    return proxy.ProxySpec(image=infra.image_ref(cfg["SITE_IMAGE"]), bind=cfg["PROXY_BIND"],
                            port=int(cfg["PROXY_PORT"]), limits=infra.limits(size),
                            **infra.common())
 

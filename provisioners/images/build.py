@@ -7,12 +7,20 @@ Usage::
 
 The base image comes from debootstrap + ``docker import``; every other image is
 ``provisioners/images/<name>/`` built as ``comgov/<name>:bookworm``. Images carry
-a hash of their build inputs, so an unchanged directory is reused instantly and
-a changed one (or a rebuilt base) is rebuilt.
+their name and a hash of their build inputs as labels, so an unchanged directory is
+reused instantly and a changed one (or a rebuilt base) is rebuilt.
+
+A tag found on the engine is never taken on its word: the image must carry the
+platform's labels with the current hash (the base: also one layer, the recipe's
+command) and, when a record is given (``pins.Record``, ``instance/images.json``),
+the recorded id. Otherwise it is rebuilt, and the log says why
+(``event=image.untrusted``). The record then holds what was built, for
+``pins.resolve`` and ``pins.push_images``.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -25,14 +33,23 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from provisioners.images import pins
+
 log = logging.getLogger(__name__)
 
 BASE_IMAGE = "comgov/base:bookworm"
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 IMAGES_DIR = Path(__file__).resolve().parent
-HASH_LABEL = "bi.gov.comgov.context-hash"
+HASH_LABEL = pins.HASH_LABEL
+IMAGE_LABEL = pins.IMAGE_LABEL
+# What `docker import` sets on the debootstrap tree; with SUITE and the variant, the base's hash.
+BASE_CMD = ["/bin/bash"]
+BASE_CHANGES = ['CMD ["/bin/bash"]',
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+VARIANT = "minbase"
 LOG_TAIL = 40
+_ID_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -50,12 +67,50 @@ def _existing_id(client: docker.DockerClient, ref: str) -> str | None:
 
 # --- base image ------------------------------------------------------------
 
-def ensure_base_image(client: docker.DockerClient, workdir: Path, *, tag: str = BASE_IMAGE) -> str:
-    """Return the base image id, creating it with debootstrap if it is missing (~1 min)."""
-    image_id = _existing_id(client, tag)
-    if image_id:
-        log.info("event=image.reuse image=%s id=%s", tag, image_id[:19])
-        return image_id
+def base_hash() -> str:
+    """The base's build inputs (suite, variant, what the import sets), as its HASH_LABEL."""
+    recipe = {"suite": SUITE, "variant": VARIANT, "changes": BASE_CHANGES}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _record(record: pins.Record | Path | str | None) -> pins.Record:
+    return record if isinstance(record, pins.Record) else pins.Record.load(record)
+
+
+def _found(client: docker.DockerClient, tag: str):
+    try:
+        return client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_base_image(client: docker.DockerClient, workdir: Path, *, tag: str = BASE_IMAGE,
+                      record: pins.Record | Path | str | None = None) -> str:
+    """Return the base image id, creating it with debootstrap if it is missing or is not the
+    platform's (labels, one layer, the recorded id when `record` has one) (~1 min)."""
+    record = _record(record)
+    wanted = base_hash()
+    image = _found(client, tag)
+    if image is not None:
+        problem = pins.base_problem(image, wanted, BASE_CMD) or \
+            pins.id_problem(image.id, record.get(tag))
+        if problem is None:
+            log.info("event=image.reuse image=%s id=%s", tag, image.id[:19])
+            record.built(tag, "base", image.id, wanted)
+            return image.id
+        log.warning("event=image.untrusted image=%s id=%s reason=%r action=rebuild", tag,
+                    image.id[:19], problem)
+    image_id = _debootstrap_import(client, Path(workdir), tag, wanted)
+    if image is not None and image.id != image_id:
+        _drop(client, image.id)
+    record.built(tag, "base", image_id, wanted)
+    log.info("event=image.built image=%s id=%s", tag, image_id[:19])
+    return image_id
+
+
+def _debootstrap_import(client: docker.DockerClient, workdir: Path, tag: str,
+                        content_hash: str) -> str:
+    """debootstrap a minimal tree and import it as `tag` with the platform's labels."""
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
     workdir = Path(workdir).resolve()
@@ -68,7 +123,7 @@ def ensure_base_image(client: docker.DockerClient, workdir: Path, *, tag: str = 
     try:
         with open(log_path, "wb") as out:
             result = subprocess.run(
-                ["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+                ["debootstrap", f"--variant={VARIANT}", SUITE, str(rootfs), mirror],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
             )
         if result.returncode != 0:
@@ -76,14 +131,14 @@ def ensure_base_image(client: docker.DockerClient, workdir: Path, *, tag: str = 
                 f"debootstrap failed with code {result.returncode}; log tail "
                 f"({log_path}):\n{_file_tail(log_path)}"
             )
-        image_id = _import_rootfs(client, rootfs, tag)
+        return _import_rootfs(client, rootfs, tag, {HASH_LABEL: content_hash,
+                                                    IMAGE_LABEL: "base"})
     finally:
         _remove_rootfs(rootfs)
-    log.info("event=image.built image=%s id=%s", tag, image_id[:19])
-    return image_id
 
 
-def _import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str) -> str:
+def _import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str,
+                   labels: dict[str, str]) -> str:
     """Stream `tar -C rootfs -c .` into the engine's import endpoint (no temporary tarball)."""
     repository, _, version = tag.rpartition(":")
     tar = subprocess.Popen(
@@ -98,8 +153,7 @@ def _import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str) -> str:
     try:
         result = client.api.import_image_from_stream(
             chunks(), repository=repository, tag=version,
-            changes=['CMD ["/bin/bash"]',
-                     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            changes=BASE_CHANGES + [f"LABEL {k}={v}" for k, v in sorted(labels.items())],
         )
     except docker.errors.APIError as exc:
         tar.kill()
@@ -113,9 +167,11 @@ def _import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str) -> str:
         raise RuntimeError(f"tar of {rootfs} failed with code {tar.returncode}: {stderr[-2000:]}")
     if '"error' in str(result):
         raise RuntimeError(f"docker import of {tag} failed: {str(result)[-2000:]}")
+    found = _ID_RE.findall(str(result))
     image_id = _existing_id(client, tag)
-    if image_id is None:
-        raise RuntimeError(f"docker import reported success but {tag} does not exist: {result}")
+    if image_id is None or not found or found[-1] != image_id:
+        raise RuntimeError(f"docker import reported {found[-1:] or 'no id'} but {tag} is "
+                           f"{image_id}: {str(result)[-2000:]}")
     return image_id
 
 
@@ -145,31 +201,51 @@ def context_hash(client: docker.DockerClient, directory: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_image(client: docker.DockerClient, name: str) -> str:
-    """Return the id of comgov/<name>:bookworm, building it only if its inputs changed."""
-    directory = IMAGES_DIR / name
+def ensure_image(client: docker.DockerClient, name: str, *, directory: Path | None = None,
+                 tag: str | None = None,
+                 record: pins.Record | Path | str | None = None) -> str:
+    """Return the id of comgov/<name>:bookworm, building it only if its inputs changed or the
+    image under the tag is not the platform's (labels, the recorded id when `record` has one).
+
+    `directory` and `tag` default to provisioners/images/<name>/ and image_tag(name)."""
+    record = _record(record)
+    directory = Path(directory) if directory is not None else IMAGES_DIR / name
     if not (directory / "Dockerfile").is_file():
         raise RuntimeError(f"no Dockerfile in {directory}")
-    tag = image_tag(name)
+    tag = tag or image_tag(name)
     wanted = context_hash(client, directory)
-    old_id = None
-    try:
-        image = client.images.get(tag)
-        old_id = image.id
-        if image.labels.get(HASH_LABEL) == wanted:
-            log.info("event=image.reuse image=%s id=%s", tag, image.id[:19])
-            return image.id
-    except docker.errors.ImageNotFound:
-        pass
+    image = _found(client, tag)
+    if image is not None:
+        problem = pins.label_problem(image, name, wanted)
+        if problem is None:
+            problem = pins.id_problem(image.id, record.get(tag))
+            if problem is None:
+                log.info("event=image.reuse image=%s id=%s", tag, image.id[:19])
+                record.built(tag, name, image.id, wanted)
+                return image.id
+        if image.labels.get(IMAGE_LABEL) == name and \
+                image.labels.get(HASH_LABEL) not in (None, wanted):
+            log.info("event=image.build image=%s reason=%r", tag, "its build inputs changed")
+        else:
+            log.warning("event=image.untrusted image=%s id=%s reason=%r action=rebuild", tag,
+                        image.id[:19], problem)
     log.info("event=image.build image=%s context=%s", tag, directory)
-    image_id = _build(client, directory, tag, {HASH_LABEL: wanted})
-    if old_id and old_id != image_id:
-        try:  # the old image is now untagged; drop it unless a container still uses it
-            client.images.remove(old_id)
-        except docker.errors.APIError:
-            pass
+    image_id = _build(client, directory, tag, {HASH_LABEL: wanted, IMAGE_LABEL: name})
+    if image is not None and image.id != image_id:
+        _drop(client, image.id)
+    record.built(tag, name, image_id, wanted)
     log.info("event=image.built image=%s id=%s", tag, image_id[:19])
     return image_id
+
+
+def _drop(client: docker.DockerClient, image_id: str) -> None:
+    """The image the tag left: drop it if nothing names it any more (no tag; a container using
+    it makes the engine refuse). A foreign image keeps its other tags, for whoever looks."""
+    try:
+        if not client.images.get(image_id).tags:
+            client.images.remove(image_id)
+    except docker.errors.APIError:
+        pass
 
 
 def _build(client: docker.DockerClient, directory: Path, tag: str, labels: dict[str, str]) -> str:
@@ -208,10 +284,13 @@ def image_names() -> list[str]:
     return sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
 
 
-def ensure_images(client: docker.DockerClient, workdir: Path) -> list[str]:
-    """Ensure the base image, then every image directory; return their ids in that order."""
-    ids = [ensure_base_image(client, workdir)]
-    ids += [ensure_image(client, name) for name in image_names()]
+def ensure_images(client: docker.DockerClient, workdir: Path,
+                  record: pins.Record | Path | str | None = None) -> list[str]:
+    """Ensure the base image, then every image directory; return their ids in that order.
+    With `record` (a path or a pins.Record), found images must match it and it is updated."""
+    record = _record(record)
+    ids = [ensure_base_image(client, workdir, record=record)]
+    ids += [ensure_image(client, name, record=record) for name in image_names()]
     return ids
 
 

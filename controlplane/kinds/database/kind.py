@@ -61,7 +61,7 @@ class Database(Kind, BackedUp, Restorable, WithCredentials):
             service_id=svc.id, institution_id=svc.institution_id,
             institution=svc.institution.acronym, engine=self.name, db_name=svc.name,
             username=svc.params.get("username", svc.name), limits=infra.limits(size),
-            image=current_app.extensions["policies"].catalogue[self.name].image,
+            image=infra.image_ref(current_app.extensions["policies"].catalogue[self.name].image),
             host_port=int(svc.params.get("host_port") or 0),
             publish_ip=current_app.config["DB_PUBLISH_IP"],
             disk_bytes=size.disk_bytes if root else 0, volumes_root=root, **infra.common())

@@ -25,7 +25,8 @@ def platform_spec() -> mail.MailPlatformSpec:
     if not c.get("MAIL_SERVICE_PASSWORD") or not c.get("LDAP_LDAPI_DIR"):
         raise RuntimeError("MAIL_SERVICE_PASSWORD and LDAP_LDAPI_DIR must be configured")
     return mail.MailPlatformSpec(
-        image=c["MAIL_IMAGE"], publish_ip=c["MAIL_PUBLISH_IP"], smtp_port=int(c["MAIL_SMTP_PORT"]),
+        image=infra.image_ref(c["MAIL_IMAGE"]), publish_ip=c["MAIL_PUBLISH_IP"],
+        smtp_port=int(c["MAIL_SMTP_PORT"]),
         imap_port=int(c["MAIL_IMAP_PORT"]), submission_port=int(c["MAIL_SUBMISSION_PORT"]),
         limits=infra.limits(size), ldapi_dir=str(c["LDAP_LDAPI_DIR"]), base_dn=c["LDAP_BASE_DN"],
         service_password=c["MAIL_SERVICE_PASSWORD"], hostname=c["MAIL_HOSTNAME"],

@@ -60,10 +60,13 @@ def own_databases(institution_id: int) -> list[Service]:
 
 
 def image_namespace(institution) -> list[str]:
-    """Registry prefixes this institution may use: its own folder under each registry."""
+    """Registry prefixes this institution may use: its own folder in the platform's registry
+    (REGISTRY_ADDRESS, where pushes and uploads land), then under each registry the catalogue
+    lists."""
     policies = current_app.extensions["policies"]
-    registries = policies.catalogue["application"].registries
-    return [f"{r}{institution.acronym.lower()}/" for r in registries]
+    registries = [f"{current_app.config['REGISTRY_ADDRESS']}/",
+                  *policies.catalogue["application"].registries]
+    return list(dict.fromkeys(f"{r}{institution.acronym.lower()}/" for r in registries))
 
 
 class Application(Kind):
@@ -98,7 +101,8 @@ class Application(Kind):
         problem = pol.image_problem(policies, image)
         own = any(image.startswith(p) for p in image_namespace(institution))
         exact = image in policies.catalogue["application"].images
-        if problem or not (own or exact):
+        # The institution's own folder of the platform's registry needs no catalogue entry.
+        if (problem and problem != "not_allowed") or not (own or exact):
             raise LifecycleError(_l("Image “%(image)s” is not allowed: use %(prefixes)s<name>:"
                                     "<version>, or an image the catalogue lists.", image=image,
                                     prefixes=" / ".join(image_namespace(institution))),

@@ -79,7 +79,8 @@ def _later_settings(instance: Path) -> dict[str, object]:
     """Settings added by later versions; appended to an existing settings.py when missing."""
     return {"MAIL_SERVICE_PASSWORD": secrets.token_urlsafe(24),
             "LDAP_LDAPI_DIR": str(devstack.default_ldapi_path(instance / "slapd").parent),
-            "REGISTRY_PLATFORM_PASSWORD": secrets.token_urlsafe(32)}
+            "REGISTRY_PLATFORM_PASSWORD": secrets.token_urlsafe(32),
+            "REGISTRY_NOTIFICATION_SECRET": secrets.token_urlsafe(32)}
 
 
 def ensure_settings(instance: Path) -> dict[str, object]:
@@ -259,6 +260,10 @@ def _start_and_wait(instance: Path, started: Started, sig: _Signals,
             registry_root, registry_port, host=registry_host, realm=realm,
             service=str(settings.get("REGISTRY_SERVICE", Config.REGISTRY_SERVICE)),
             issuer=str(settings.get("REGISTRY_ISSUER", Config.REGISTRY_ISSUER)),
+            # Push events go to the portal (deploy on push), with the shared secret.
+            notify_url=str(settings.get("REGISTRY_NOTIFICATION_URL")
+                           or f"http://{url_host}:{port}/registry/events"),
+            notify_secret=str(settings["REGISTRY_NOTIFICATION_SECRET"]),
         )))
 
     _say("platform images to the registry (comgov/…; containers name them by digest)")

@@ -98,7 +98,8 @@ class Website(Kind, BackedUp, Deployable):
         return password
 
     def deploy(self, svc, clean_tar):
-        site.deploy_content(infra.docker_client(), self.spec(svc), clean_tar)
+        site.deploy_content(infra.docker_client(), self.spec(svc), clean_tar,
+                            helper_image=infra.image_ref(current_app.config["BASE_IMAGE"]))
 
     def url(self, svc):
         return infra.public_url(svc.hostname)

@@ -65,7 +65,7 @@ def test_names_are_checked_and_unique_among_live_robots(page_app, auth):
     assert _create(auth, "ci", days="30").status_code == 200
     assert _robot(page_app, "ci").expires_at is not None
     resp = _create(auth, "ci")
-    assert resp.status_code == 422 and "already exists" in resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "existe déjà" in resp.get_data(as_text=True)
 
 
 def test_focal_points_see_and_revoke_only_their_institution(page_app, auth, client):

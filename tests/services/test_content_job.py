@@ -63,7 +63,7 @@ def test_stored_as_received_then_checked_and_counted_by_the_job(app, auth, websi
     data = zip_of([("index.html", "<h1>Muraho</h1>"), ("css/site.css", "body{}")])
     auth.login("fp.sante")
     page = upload(auth, website, data).get_data(as_text=True)
-    assert "Archive received" in page
+    assert "Archive reçue" in page
     with app.app_context():
         row = db.session.scalar(select(ContentUpload))
         assert (row.status, row.files, row.size_bytes) == ("pending", 0, 0)
@@ -101,8 +101,8 @@ def test_refused_by_the_job_in_the_uploaders_language(app, auth, website, deploy
     with app.app_context():
         db.session.scalar(select(Account).where(Account.username == "fp.sante")).locale = locale
         db.session.commit()
-    assert "Archive received" in upload(auth, website, buf.getvalue(), "site.tgz").get_data(
-        as_text=True)
+    page = upload(auth, website, buf.getvalue(), "site.tgz").get_data(as_text=True)
+    assert ("Archive received" if locale == "en" else "Archive reçue") in page
 
     run_worker(app)
     assert deployed == []

@@ -272,7 +272,7 @@ def test_archive_bomb_is_refused_by_the_worker_with_bounded_memory(docker_app, s
 
     web = _in_child(web_side, site["config"], site["instance"], site["id"], str(bomb))
     assert web["status"] == 302
-    assert "Archive received" in web["page"]  # the quick look found nothing to say
+    assert "Archive reçue" in web["page"]  # the quick look found nothing to say
     with app.app_context():
         upload = db.session.scalars(select(ContentUpload).order_by(ContentUpload.id.desc())).first()
         assert upload.status == "pending" and upload.filename == "site.tar.gz"

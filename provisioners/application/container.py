@@ -374,7 +374,7 @@ def ensure_application(client: docker.DockerClient, app: ApplicationSpec, proxy:
                        wait_timeout: float = WAIT_TIMEOUT) -> None:
     """Converge network, volume, container and route, then wait (bounded) until healthy."""
     spec, before_start = _prepare(client, app)
-    previous = _running_container_id(client, spec.name)
+    previous = runtime.running_container_id(client, spec.name)
     with ThreadPoolExecutor(max_workers=1) as pool:
         staged = pool.submit(proxy_mod.stage_route, client, proxy, route_id(app), app.hostname,
                              spec.name, spec.network, app.port)
@@ -664,14 +664,6 @@ def read_bounded(chunks: Iterable[bytes], limit: int, what: str) -> bytes:
         if close is not None:
             close()
     return bytes(buf)
-
-
-def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
-    try:
-        container = client.containers.get(name)
-        return container.id if container.status == "running" else None
-    except docker.errors.NotFound:
-        return None
 
 
 def _ensure_container(client: docker.DockerClient, spec: ContainerSpec,

@@ -302,3 +302,12 @@ def _force_remove(container: Container) -> None:
 
 def _is_conflict(exc: docker.errors.APIError) -> bool:
     return exc.status_code == 409 or "already exists" in str(exc)
+
+
+def running_container_id(client: docker.DockerClient, name: str) -> str | None:
+    """The id of the container `name` if it is running, else None."""
+    try:
+        container = client.containers.get(name)
+        return container.id if container.status == "running" else None
+    except docker.errors.NotFound:
+        return None

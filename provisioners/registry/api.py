@@ -113,15 +113,19 @@ class RegistryClient:
                 return []
             raise
 
-    def manifest(self, repository: str, reference: str) -> ManifestInfo:
-        """Digest, media type and size of a tag's (or digest's) manifest."""
+    def manifest_document(self, repository: str, reference: str
+                          ) -> tuple[str, dict, int, str]:
+        """(digest, document, length, media type) of a tag's or digest's manifest; the digest is
+        computed from the body (and must match the registry's header and a digest reference)."""
         check_repository(repository)
         check_reference(reference)
         resp = self._request("GET", f"v2/{repository}/manifests/{reference}",
                              f"repository:{repository}:pull", headers={"Accept": ACCEPT},
                              stream=True)
-        body = resp.raw.read(MAX_MANIFEST + 1, decode_content=True)
-        resp.close()
+        try:
+            body = resp.raw.read(MAX_MANIFEST + 1, decode_content=True)
+        finally:
+            resp.close()
         if len(body) > MAX_MANIFEST:
             raise RegistryError(f"manifest of {repository}:{reference} is too large")
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -134,10 +138,17 @@ class RegistryClient:
             doc = json.loads(body)
         except ValueError as exc:
             raise RegistryError(f"manifest of {repository}:{reference} is not JSON") from exc
+        if not isinstance(doc, dict):
+            raise RegistryError(f"manifest of {repository}:{reference} is not an object")
         media_type = doc.get("mediaType") or resp.headers.get("Content-Type", "").split(";")[0]
+        return digest, doc, len(body), media_type
+
+    def manifest(self, repository: str, reference: str) -> ManifestInfo:
+        """Digest, media type and size of a tag's (or digest's) manifest."""
+        digest, doc, length, media_type = self.manifest_document(repository, reference)
         parts = [doc.get("config") or {}] + list(doc.get("layers") or []) + \
             list(doc.get("manifests") or [])
-        size = len(body) + sum(int(p.get("size") or 0) for p in parts if isinstance(p, dict))
+        size = length + sum(int(p.get("size") or 0) for p in parts if isinstance(p, dict))
         return ManifestInfo(repository=repository, reference=reference, digest=digest,
                             media_type=media_type, size=size)
 

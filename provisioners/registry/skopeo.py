@@ -19,7 +19,6 @@ Reading (the Images page, the quota)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,10 +36,8 @@ from datetime import datetime
 from pathlib import Path
 
 from provisioners.registry.api import (
-    ACCEPT,
     DIGEST_RE,
     MANIFEST_LIST,
-    MAX_MANIFEST,
     OCI_INDEX,
     TAG_RE,
     RegistryClient,
@@ -289,25 +286,8 @@ def describe(client: RegistryClient, repository: str, reference: str, *,
 def _manifest(client: RegistryClient, repository: str, reference: str
               ) -> tuple[str, dict, int]:
     """(digest, document, length) of a manifest; the digest is computed from the body."""
-    resp = client._request("GET", f"v2/{repository}/manifests/{reference}",
-                           f"repository:{repository}:pull", headers={"Accept": ACCEPT},
-                           stream=True)
-    try:
-        body = resp.raw.read(MAX_MANIFEST + 1, decode_content=True)
-    finally:
-        resp.close()
-    if len(body) > MAX_MANIFEST:
-        raise RegistryError(f"manifest of {repository}:{reference} is too large")
-    digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    if DIGEST_RE.fullmatch(reference) and reference != digest:
-        raise RegistryError(f"manifest of {repository}@{reference} has another digest")
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise RegistryError(f"manifest of {repository}:{reference} is not JSON") from exc
-    if not isinstance(doc, dict):
-        raise RegistryError(f"manifest of {repository}:{reference} is not an object")
-    return digest, doc, len(body)
+    digest, doc, length, _media_type = client.manifest_document(repository, reference)
+    return digest, doc, length
 
 
 def _blobs_of(doc: dict, blobs: set[tuple[str, int]]) -> str | None:

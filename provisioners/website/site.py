@@ -124,7 +124,7 @@ def ensure_website(client: docker.DockerClient, site: WebsiteSpec, proxy: ProxyS
     runtime.ensure_institution_network(client, site.prefix, site.institution_id,
                                        site.institution, site.extra_labels)
     _ensure_data_volume(client, site)
-    previous = _running_container_id(client, spec.name)  # to notice a (re)start
+    previous = runtime.running_container_id(client, spec.name)  # to notice a (re)start
     # The route file is written while the container starts; nginx reads it only at the
     # reload below, once the container runs (a lookup before that would be cached as failed).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -175,14 +175,6 @@ def _ensure_data_volume(client: docker.DockerClient, site: WebsiteSpec) -> None:
                                     Path(site.volumes_root), owner=(CONTENT_UID, CONTENT_GID))
     else:
         runtime.ensure_volume(client, volume_name(site), labels)
-
-
-def _running_container_id(client: docker.DockerClient, name: str) -> str | None:
-    try:
-        container = client.containers.get(name)
-        return container.id if container.status == "running" else None
-    except docker.errors.NotFound:
-        return None
 
 
 def deploy_content(

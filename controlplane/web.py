@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 
 from controlplane.kinds import registry as kinds
 from controlplane.kinds.database.views import backups_of
+from controlplane.monitoring.charts import human_bytes
 
 bp = Blueprint("views", __name__)
 
@@ -37,3 +38,4 @@ def init_app(app) -> None:
     app.jinja_env.globals["kinds"] = kinds
     app.jinja_env.globals["kinds_registry"] = kinds
     app.jinja_env.globals["database_backups"] = backups_of
+    app.jinja_env.filters["bytes"] = human_bytes  # "1,5 Gio" in French, "1.5 GiB" in English

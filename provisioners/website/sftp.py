@@ -67,6 +67,7 @@ class SftpSpec:
     publish_ip: str
     host_port: int
     limits: Limits = DEFAULT_LIMITS
+    helper_image: str = website.HELPER_IMAGE  # runs the one-time content adoption
 
 
 def container_name(site: WebsiteSpec) -> str:
@@ -136,7 +137,8 @@ def ensure_sftp(client: docker.DockerClient, spec: SftpSpec, password: str) -> C
     runtime.ensure_volume(client, keys_volume_name(site), _labels(site))
     container = runtime.ensure_container(client, cspec, start=False)
     changed = _ensure_password_hash(container, password)
-    _ensure_content_owner(client, site, container, site_volume.attrs.get("Labels") or {})
+    _ensure_content_owner(client, site, container, site_volume.attrs.get("Labels") or {},
+                          helper_image=spec.helper_image)
     container.reload()
     if container.status in ("created", "exited", "dead"):
         container.start()
@@ -256,7 +258,8 @@ def _ensure_password_hash(container: Container, password: str) -> bool:
 
 
 def _ensure_content_owner(client: docker.DockerClient, site: WebsiteSpec,
-                          container: Container, volume_labels: dict[str, str]) -> None:
+                          container: Container, volume_labels: dict[str, str],
+                          helper_image: str = website.HELPER_IMAGE) -> None:
     """Once per site: content deployed before SFTP existed was root's; hand it to the login.
 
     A quota volume created with the owner label already belongs to the login (its root by
@@ -268,7 +271,7 @@ def _ensure_content_owner(client: docker.DockerClient, site: WebsiteSpec,
     marker = f"{owner}\n".encode("ascii")
     if _read_file(container, f"{KEYS_DIR}/{ADOPTED_FILE}") == marker:
         return
-    website.adopt_content(client, site)
+    website.adopt_content(client, site, helper_image=helper_image)
     _write_file(container, ADOPTED_FILE, marker)
 
 

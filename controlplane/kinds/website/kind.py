@@ -75,7 +75,8 @@ class Website(Kind, BackedUp, Deployable):
                              cfg["SFTP_PUBLISH_IP"], "SFTP")
         sftp_spec = sftp.SftpSpec(site=spec or self.spec(svc),
                                   image=infra.image_ref(cfg["SFTP_IMAGE"]),
-                                  publish_ip=cfg["SFTP_PUBLISH_IP"], host_port=port)
+                                  publish_ip=cfg["SFTP_PUBLISH_IP"], host_port=port,
+                                  helper_image=infra.image_ref(cfg["BASE_IMAGE"]))
         sftp.ensure_sftp(infra.docker_client(), sftp_spec, self._account_password(svc))
 
     def sftp_address(self, svc: Service) -> str | None:

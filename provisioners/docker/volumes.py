@@ -213,6 +213,34 @@ def _create_image(image: Path, size_bytes: int, owner: tuple[int, int] | None) -
     log.info("event=quota.create image=%s bytes=%d", image, size_bytes)
 
 
+@contextmanager
+def temporary_filesystem(image: Path, mountpoint: Path, size_bytes: int) -> Iterator[Path]:
+    """A throwaway ext4 of `size_bytes` (sparse, no journal), loop-mounted nodev,nosuid,noexec
+    at `mountpoint` (mode 0700): writes past the size fail with ENOSPC instead of filling the
+    host's disk. Unmounted and deleted on exit. Needs root, like quota volumes."""
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size_bytes)
+    finally:
+        os.close(fd)
+    mounted = False
+    try:
+        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-b", "4096",
+              str(image)])
+        mountpoint.mkdir(mode=0o700)
+        _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(mountpoint)])
+        mounted = True
+        os.chmod(mountpoint, 0o700)
+        log.info("event=volume.temporary mount=%s bytes=%d", mountpoint, size_bytes)
+        yield mountpoint
+    finally:
+        if mounted:
+            _unmount(mountpoint)
+        if mountpoint.exists():
+            mountpoint.rmdir()
+        image.unlink(missing_ok=True)
+
+
 def _ensure_mounted(image: Path, mountpoint: Path) -> None:
     try:
         mountpoint.mkdir(mode=0o700)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from provisioners.docker import volumes
 from provisioners.registry.api import (
     DIGEST_RE,
     MANIFEST_LIST,
@@ -49,11 +50,9 @@ log = logging.getLogger(__name__)
 
 SKOPEO = "skopeo"
 COPY_TIMEOUT = 1800  # seconds
-COMMAND_TIMEOUT = 60  # mkfs, mount, umount
 MIN_SCRATCH = 64 * 1024 * 1024
 MAX_CONFIG = 1024 * 1024  # an image configuration read for its date
 MAX_CHILDREN = 32  # manifests of one list/index looked at
-MOUNT_OPTIONS = "loop,nodev,nosuid,noexec"
 POLICY = {"default": [{"type": "insecureAcceptAnything"}]}  # a local archive has no signature
 _HOST_RE = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9a-fA-F:]+\](?::[0-9]{1,5})?")
 _LOOPBACK_HOSTS = {"localhost", "::1", "[::1]"}
@@ -66,14 +65,6 @@ class SkopeoError(RuntimeError):
 
 
 # --- the scratch folder ----------------------------------------------------------------------
-def _run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False,
-                            stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT)
-    if result.returncode != 0:
-        raise SkopeoError(f"{' '.join(argv)} failed ({result.returncode}): "
-                          f"{(result.stderr or result.stdout).strip()[-500:]}")
-
-
 def _can_mount() -> bool:
     return os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None \
         and shutil.which("mount") is not None
@@ -105,39 +96,8 @@ def scratch_space(root: Path, size_bytes: int, *, loop: bool | None = None) -> I
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    image, mountpoint = root / f"{name}.img", root / name
-    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    mounted = False
-    try:
-        os.ftruncate(fd, size_bytes)
-        os.close(fd)
-        fd = -1
-        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-b", "4096",
-              str(image)])
-        mountpoint.mkdir(mode=0o700)
-        _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(mountpoint)])
-        mounted = True
-        os.chmod(mountpoint, 0o700)
-        log.info("event=skopeo.scratch mount=%s bytes=%d", mountpoint, size_bytes)
-        yield mountpoint
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if mounted:
-            _unmount(mountpoint)
-        if mountpoint.exists():
-            mountpoint.rmdir()
-        image.unlink(missing_ok=True)
-
-
-def _unmount(mountpoint: Path) -> None:
-    for _ in range(10):
-        result = subprocess.run(["umount", str(mountpoint)], capture_output=True, check=False,
-                                stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT)
-        if result.returncode == 0:
-            return
-        time.sleep(0.2)
-    _run(["umount", "--lazy", str(mountpoint)])
+    with volumes.temporary_filesystem(root / f"{name}.img", root / name, size_bytes) as mount:
+        yield mount
 
 
 # --- skopeo copy -----------------------------------------------------------------------------

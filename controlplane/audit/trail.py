@@ -52,6 +52,15 @@ def record(action: str, target: Any, *, actor: Account | None = None,
     return event
 
 
+def events_of(target_type: str, target_id: int, *, newest_first: bool = False,
+              limit: int | None = None) -> list[AuditEvent]:
+    """One object's history, for its page."""
+    order = AuditEvent.id.desc() if newest_first else AuditEvent.id
+    query = select(AuditEvent).where(AuditEvent.target_type == target_type,
+                                     AuditEvent.target_id == target_id).order_by(order)
+    return list(db.session.scalars(query.limit(limit) if limit else query))
+
+
 def event_digest(event: AuditEvent, prev_hash: str) -> str:
     """SHA-256 over the event's content and the previous event's hash (canonical JSON)."""
     payload = {

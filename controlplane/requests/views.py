@@ -7,9 +7,10 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from controlplane.accounts.roles import role_required, scoped_get
+from controlplane.audit import trail as audit
 from controlplane.core.extensions import db
 from controlplane.core.forms import ActionForm
-from controlplane.core.models import AuditEvent, Request, Service
+from controlplane.core.models import Request, Service
 from controlplane.core.transitions import LifecycleError
 from controlplane.kinds import registry as kinds
 from controlplane.quotas import allocation as quotas
@@ -67,9 +68,7 @@ def new_request(kind: str):
 def request_detail(request_id: int):
     """A request, its decision and what it became."""
     req = scoped_get(Request, request_id)
-    events = db.session.scalars(select(AuditEvent).where(
-        AuditEvent.target_type == "request", AuditEvent.target_id == req.id)
-        .order_by(AuditEvent.id)).all()
+    events = audit.events_of("request", req.id)
     return render_template("requests/request.html", req=req, events=events, form=ActionForm(),
                            reject_form=RejectForm(), approvals=approvals_of(req))
 

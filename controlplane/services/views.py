@@ -23,7 +23,7 @@ from controlplane.accounts.roles import role_required, scoped_get
 from controlplane.audit import trail as audit
 from controlplane.core.extensions import db
 from controlplane.core.forms import ActionForm
-from controlplane.core.models import AuditEvent, ContentUpload, Service
+from controlplane.core.models import ContentUpload, Service
 from controlplane.core.transitions import LifecycleError
 from controlplane.kinds.registry import site_url
 from controlplane.requests.lifecycle import submit_resize
@@ -61,9 +61,7 @@ def _status_label(status: str) -> str:
 def service_detail(service_id: int):
     """A service: status, URL, content, actions and history."""
     svc = scoped_get(Service, service_id)
-    events = db.session.scalars(select(AuditEvent).where(
-        AuditEvent.target_type == "service", AuditEvent.target_id == svc.id)
-        .order_by(AuditEvent.id.desc()).limit(30)).all()
+    events = audit.events_of("service", svc.id, newest_first=True, limit=30)
     uploads = db.session.scalars(select(ContentUpload).where(ContentUpload.service_id == svc.id)
                                  .order_by(ContentUpload.id.desc()).limit(5)).all()
     can_act = not current_user.is_auditor
